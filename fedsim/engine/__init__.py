@@ -1,0 +1,1 @@
+"""The round loop, PeerGroup and backends."""

@@ -1,0 +1,1 @@
+"""Graph builders and per-round schedules."""
