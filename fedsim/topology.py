@@ -1,1 +1,163 @@
-"""Graph builders and per-round schedules."""
+"""Graph builders and per-round schedules.
+
+Each builder is a plain function ``f(n_peers, seed, **args) -> networkx.Graph`` on
+nodes ``0..n_peers-1``, registered under ``topologies``; the arguments are
+networkx's own (see each docstring). Graphs are undirected: a peer sends its head to
+every neighbour and receives from every neighbour.
+"""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import networkx as nx
+import numpy as np
+
+from fedsim.registry import lookup, register
+
+
+class TopologyError(ValueError):
+    """A topology that cannot be built from the given arguments."""
+
+
+def _check_n(n_peers: int) -> None:
+    if n_peers < 2:
+        raise TopologyError(f"n_peers must be >= 2 (got {n_peers})")
+
+
+@register("topologies", "complete")
+def complete(n_peers: int, seed: int = 0) -> nx.Graph:
+    """Every peer is linked to every other (``networkx.complete_graph``)."""
+    _check_n(n_peers)
+    return nx.complete_graph(n_peers)
+
+
+@register("topologies", "ring")
+def ring(n_peers: int, seed: int = 0) -> nx.Graph:
+    """Peer i is linked to i-1 and i+1 mod n (``networkx.cycle_graph``)."""
+    _check_n(n_peers)
+    return nx.cycle_graph(n_peers)
+
+
+@register("topologies", "random_regular")
+def random_regular(n_peers: int, seed: int = 0, degree: int = 4) -> nx.Graph:
+    """Uniform random ``degree``-regular graph (``networkx.random_regular_graph``).
+
+    Needs ``0 <= degree < n_peers`` and ``degree * n_peers`` even.
+    """
+    _check_n(n_peers)
+    if not 0 <= degree < n_peers:
+        raise TopologyError(f"degree must be in 0..{n_peers - 1} for {n_peers} peers (got {degree})")
+    if (degree * n_peers) % 2:
+        raise TopologyError(f"degree * n_peers must be even (degree {degree}, n_peers {n_peers})")
+    return nx.random_regular_graph(degree, n_peers, seed=seed)
+
+
+@register("topologies", "erdos_renyi")
+def erdos_renyi(n_peers: int, seed: int = 0, p: float = 0.2) -> nx.Graph:
+    """G(n, p) random graph (``networkx.fast_gnp_random_graph``), edge probability ``p``."""
+    _check_n(n_peers)
+    if not 0 <= p <= 1:
+        raise TopologyError(f"p must be in [0, 1] (got {p})")
+    return nx.fast_gnp_random_graph(n_peers, p, seed=seed)
+
+
+@register("topologies", "watts_strogatz")
+def watts_strogatz(n_peers: int, seed: int = 0, k: int = 4, p: float = 0.1) -> nx.Graph:
+    """Small-world graph (``networkx.connected_watts_strogatz_graph``): ring lattice of
+    ``k`` nearest neighbours, each edge rewired with probability ``p``."""
+    _check_n(n_peers)
+    if not 2 <= k < n_peers:
+        raise TopologyError(f"k must be in 2..{n_peers - 1} (got {k})")
+    if not 0 <= p <= 1:
+        raise TopologyError(f"p must be in [0, 1] (got {p})")
+    return nx.connected_watts_strogatz_graph(n_peers, k, p, tries=100, seed=seed)
+
+
+@register("topologies", "barabasi_albert")
+def barabasi_albert(n_peers: int, seed: int = 0, m: int = 2) -> nx.Graph:
+    """Preferential attachment (``networkx.barabasi_albert_graph``), ``m`` edges per new node."""
+    _check_n(n_peers)
+    if not 1 <= m < n_peers:
+        raise TopologyError(f"m must be in 1..{n_peers - 1} (got {m})")
+    return nx.barabasi_albert_graph(n_peers, m, seed=seed)
+
+
+@register("topologies", "grid_2d")
+def grid_2d(n_peers: int, seed: int = 0, rows: int | None = None, periodic: bool = False) -> nx.Graph:
+    """``rows x (n_peers / rows)`` lattice (``networkx.grid_2d_graph``), nodes numbered row by
+    row; ``rows`` defaults to the largest divisor of n_peers not above sqrt(n_peers);
+    ``periodic`` wraps it into a torus."""
+    _check_n(n_peers)
+    if rows is None:
+        rows = max(d for d in range(1, int(math.isqrt(n_peers)) + 1) if n_peers % d == 0)
+    if rows < 1 or n_peers % rows:
+        raise TopologyError(f"rows must divide n_peers={n_peers} (got {rows})")
+    grid = nx.grid_2d_graph(rows, n_peers // rows, periodic=periodic)
+    return nx.convert_node_labels_to_integers(grid, ordering="sorted")
+
+
+@register("topologies", "edgelist")
+def edgelist(n_peers: int, seed: int = 0, path: str | None = None) -> nx.Graph:
+    """Edges read from a text file, one ``u v`` pair of peer ids per line (``#`` comments)."""
+    _check_n(n_peers)
+    if not path:
+        raise TopologyError("edgelist needs args.path, a file of 'u v' lines")
+    try:
+        lines = Path(path).read_text().splitlines()
+    except OSError as exc:
+        raise TopologyError(f"cannot read edge list {path}: {exc.strerror}") from None
+    graph = nx.empty_graph(n_peers)
+    for number, line in enumerate(lines, 1):
+        line = line.split("#", 1)[0].strip()
+        if not line:
+            continue
+        parts = line.split()
+        try:
+            u, v = int(parts[0]), int(parts[1])
+        except (IndexError, ValueError):
+            raise TopologyError(f"{path} line {number}: expected two peer ids") from None
+        if not (0 <= u < n_peers and 0 <= v < n_peers) or u == v:
+            raise TopologyError(f"{path} line {number}: ids must be distinct and in 0..{n_peers - 1}")
+        graph.add_edge(u, v)
+    return graph
+
+
+def build(kind: str, n_peers: int, seed: int, args: dict) -> nx.Graph:
+    return lookup("topologies", kind)(n_peers, seed=seed, **args)
+
+
+class Schedule:
+    """The graph of each round: one static graph, or a new draw of the same kind every
+    ``resample_every`` rounds (period p = (round-1) // resample_every, seed + p)."""
+
+    def __init__(self, kind: str, n_peers: int, seed: int, args: dict, resample_every: int = 0):
+        self.kind, self.n_peers, self.seed, self.args = kind, n_peers, seed, dict(args)
+        self.resample_every = resample_every
+        self._cache: dict[int, nx.Graph] = {}
+
+    def period(self, round_: int) -> int:
+        return 0 if self.resample_every <= 0 else (round_ - 1) // self.resample_every
+
+    def graph(self, round_: int) -> nx.Graph:
+        p = self.period(round_)
+        if p not in self._cache:
+            self._cache = {p: build(self.kind, self.n_peers, self.seed + 7919 * p, self.args)}
+        return self._cache[p]
+
+
+def neighbour_matrix(graph: nx.Graph, n_peers: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(ids [n, k_max] padded with -1, degree [n])``; each row sorted ascending, so the
+    order in which a peer receives is the same on every backend."""
+    degree = np.array([graph.degree(i) for i in range(n_peers)], dtype=np.int64)
+    k_max = int(degree.max()) if n_peers else 0
+    ids = np.full((n_peers, max(k_max, 1)), -1, dtype=np.int64)
+    for i in range(n_peers):
+        nbrs = sorted(graph.adj[i])
+        ids[i, :len(nbrs)] = nbrs
+    return ids, degree
+
+
+def honest_components(graph: nx.Graph, honest_ids) -> int:
+    """Number of connected components of the subgraph induced by the honest peers."""
+    return nx.number_connected_components(graph.subgraph(list(honest_ids)))

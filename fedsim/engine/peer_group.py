@@ -1,0 +1,231 @@
+"""PeerGroup: the state of many peers stacked in tensors, trained, merged and
+evaluated in batched operations.
+
+A group holds heads ``[n, C, D+1]`` (and Adam's moments) for the peers in
+``peer_ids``. Backends differ only in where groups live (one in-process group, or
+Ray actors) and how the heads each group sends reach the others.
+"""
+from __future__ import annotations
+
+import math
+from typing import Optional
+
+import numpy as np
+import torch
+
+from fedsim import rng
+from fedsim.engine.messages import PeerContext
+from fedsim.engine.world import World
+from fedsim.models.heads import head_logits
+from fedsim.registry import create
+
+# Upper bound on the padded received tensor of one aggregation chunk.
+_CHUNK_BYTES = 256 * 2**20
+_EVAL_CHUNK_BYTES = 128 * 2**20
+
+
+class PeerGroup:
+    """Peers ``peer_ids`` of a run (sorted global ids)."""
+
+    def __init__(self, world: World, peer_ids):
+        s = world.scenario
+        self.world = world
+        self.ids = np.asarray(sorted(int(i) for i in peer_ids), dtype=np.int64)
+        self.ids_t = torch.as_tensor(self.ids)
+        n = len(self.ids)
+        byz = set(world.byzantine_ids)
+        self.is_byzantine = torch.tensor([int(i) in byz for i in self.ids], dtype=torch.bool)
+        self.heads = world.init_head.unsqueeze(0).repeat(n, 1, 1).contiguous()
+        self.previous = self.heads.clone()
+        self.head_fn = create("heads", s.model.head)
+        self.defense = create("defenses", s.defense.name, **s.defense.args)
+        self.fallback = create("defenses", "mean")
+        self.training = s.training
+        self.adam_m = torch.zeros_like(self.heads) if s.training.optimizer == "adam" else None
+        self.adam_v = torch.zeros_like(self.heads) if s.training.optimizer == "adam" else None
+        self.adam_steps = 0
+        self.defense_state: list[dict] = [{} for _ in range(n)]
+        pdef = s.privacy.defense if s.privacy is not None else None
+        self.privacy = create("privacy_defenses", pdef.name, **pdef.args) if pdef and pdef.name != "none" else None
+        self._row_of = {int(g): r for r, g in enumerate(self.ids)}
+
+    # ------------------------------------------------------------------ training
+    def train(self, round_: int) -> torch.Tensor:
+        """``local_steps`` mini-batch steps on every peer's own features, all peers at
+        once; returns the heads to send (after any sender-side privacy transform)."""
+        w, t = self.world, self.training
+        self.previous = self.heads.clone()
+        counts = w.peers.train_count()[self.ids_t]
+        starts = w.peers.train_offsets[:-1][self.ids_t]
+        draws = t.local_steps * t.batch_size
+        u = torch.as_tensor(rng.uniform(w.seed, self.ids, round_, "batch", draws))
+        pos = starts[:, None] + torch.floor(u * counts[:, None].double()).long()
+        pos = torch.minimum(pos, (starts + (counts - 1).clamp(min=0))[:, None])
+        rows = w.peers.train_rows[pos] if w.peers.train_rows.numel() else torch.zeros_like(pos)
+        labels = w.peers.train_labels[pos] if w.peers.train_labels.numel() else torch.zeros_like(pos)
+        feats = w.features[rows].view(len(self.ids), t.local_steps, t.batch_size, -1)
+        labels = labels.view(len(self.ids), t.local_steps, t.batch_size)
+        active = (counts > 0).to(self.heads.dtype)[:, None, None]
+        for step in range(t.local_steps):
+            _, grad = self.head_fn.loss_and_grad(self.heads, feats[:, step], labels[:, step])
+            if t.weight_decay:
+                grad = grad + t.weight_decay * self.heads
+            self.heads -= active * self._step(grad)
+        return self.outgoing(round_)
+
+    def _step(self, grad: torch.Tensor) -> torch.Tensor:
+        t = self.training
+        if t.optimizer == "sgd":
+            return t.lr * grad
+        # Adam (Kingma & Ba 2015), beta1 0.9, beta2 0.999, eps 1e-8; moments persist across rounds.
+        self.adam_steps += 1
+        self.adam_m.mul_(0.9).add_(grad, alpha=0.1)
+        self.adam_v.mul_(0.999).addcmul_(grad, grad, value=0.001)
+        m_hat = self.adam_m / (1 - 0.9 ** self.adam_steps)
+        v_hat = self.adam_v / (1 - 0.999 ** self.adam_steps)
+        return t.lr * m_hat / (v_hat.sqrt() + 1e-8)
+
+    def outgoing(self, round_: int) -> torch.Tensor:
+        if self.privacy is None:
+            return self.heads.clone()
+        sent = self.heads.clone()
+        for r, peer in enumerate(self.ids):
+            if self.is_byzantine[r]:
+                continue
+            g = rng.generator(self.world.seed, int(peer), round_, "privacy")
+            sent[r] = self.previous[r] + self.privacy.apply(self.heads[r] - self.previous[r], g)
+        return sent
+
+    def byzantine_heads(self) -> tuple[list, torch.Tensor, torch.Tensor]:
+        rows = torch.nonzero(self.is_byzantine).flatten()
+        return [int(self.ids[r]) for r in rows], self.heads[rows].clone(), self.previous[rows].clone()
+
+    # --------------------------------------------------------------- aggregation
+    def aggregate(self, round_: int, sent_all: torch.Tensor, neighbours: np.ndarray,
+                  claimed: torch.Tensor, crafted: dict) -> dict:
+        """Merge what every peer of the group received.
+
+        ``sent_all [N, C, P]``: the head each honest peer sent this round (rows of
+        Byzantine senders unused); ``neighbours [n_group, k]``: each peer's senders,
+        sorted, padded with -1; ``claimed [N]``: class counts senders state;
+        ``crafted {(sender, receiver): object}``: what Byzantine senders sent.
+        Returns message counts (dropped, non-finite, delivered).
+        """
+        w = self.world
+        byz = set(w.byzantine_ids)
+        C, P = self.heads.shape[1:]
+        stats = {"dropped": 0, "nonfinite": 0, "delivered": 0}
+        nbr = torch.as_tensor(neighbours)
+        k = nbr.shape[1]
+        is_byz_sender = torch.zeros(w.n_peers + 1, dtype=torch.bool)
+        if byz:
+            is_byz_sender[torch.as_tensor(sorted(byz))] = True
+        crafted_by_receiver: dict[int, list] = {}
+        for (sender, receiver), obj in crafted.items():
+            if receiver in self._row_of:
+                crafted_by_receiver.setdefault(receiver, []).append((sender, obj))
+        chunk = max(1, int(_CHUNK_BYTES // max(1, k * C * P * 4)))
+        new_heads = torch.empty_like(self.heads)
+        for a in range(0, len(self.ids), chunk):
+            b = min(len(self.ids), a + chunk)
+            ids_c = nbr[a:b]
+            mask = (ids_c >= 0) & ~is_byz_sender[ids_c.clamp(min=0)]
+            received = sent_all[ids_c.clamp(min=0)]
+            for r in range(a, b):
+                for sender, obj in crafted_by_receiver.get(int(self.ids[r]), ()):
+                    slots = torch.nonzero(ids_c[r - a] == sender).flatten()
+                    if len(slots) == 0:
+                        continue  # not a neighbour this round: nothing arrives
+                    slot = int(slots[0])
+                    if not (isinstance(obj, torch.Tensor) and obj.shape == (C, P) and obj.is_floating_point()):
+                        stats["dropped"] += 1
+                        continue
+                    received[r - a, slot] = obj.to(received.dtype)
+                    mask[r - a, slot] = True
+            if byz:
+                finite = torch.isfinite(received.flatten(2)).all(dim=2)
+                stats["nonfinite"] += int((mask & ~finite).sum())
+            stats["delivered"] += int(mask.sum())
+            new_heads[a:b] = self._merge(round_, a, b, received, mask, ids_c, claimed)
+        self.heads = new_heads
+        return stats
+
+    def _merge(self, round_, a, b, received, mask, ids_c, claimed) -> torch.Tensor:
+        own = self.heads[a:b]
+        honest_rows = torch.nonzero(~self.is_byzantine[a:b]).flatten()
+        byz_rows = torch.nonzero(self.is_byzantine[a:b]).flatten()
+        out = torch.empty_like(own)
+        if len(byz_rows):  # Byzantine peers are not defended: they just average.
+            out[byz_rows] = self.fallback.aggregate_group(own[byz_rows], received[byz_rows], mask[byz_rows])
+        if len(honest_rows):
+            ctxs = None
+            if self.defense.needs_context:
+                ctxs = [self.context(round_, a + int(r), ids_c[r], mask[r], claimed) for r in honest_rows]
+            out[honest_rows] = self.defense.aggregate_group(own[honest_rows], received[honest_rows],
+                                                            mask[honest_rows], ctxs)
+        return out
+
+    def context(self, round_: int, row: int, senders: torch.Tensor, mask: torch.Tensor,
+                claimed: torch.Tensor) -> PeerContext:
+        w = self.world
+        peer = int(self.ids[row])
+        test_rows, test_labels = w.peers.test_slice(peer)
+        train_rows, train_labels = w.peers.train_slice(peer)
+        sender_ids = senders[mask]
+        return PeerContext(
+            peer_id=peer, round=round_, test_features=w.features[test_rows], test_labels=test_labels,
+            classes=w.peers.classes[peer], n_classes=w.n_classes,
+            rng=rng.generator(w.seed, peer, round_, "defense"), loss=w.scenario.model.head,
+            train_features=w.features[train_rows], train_labels=train_labels,
+            previous_head=self.previous[row], sender_ids=sender_ids,
+            claimed_num_classes=claimed[sender_ids], state=self.defense_state[row],
+        )
+
+    # ---------------------------------------------------------------- evaluation
+    def evaluate(self, features: torch.Tensor, labels: torch.Tensor,
+                 backdoor: Optional[torch.Tensor] = None, target: Optional[int] = None) -> dict:
+        """Accuracy and loss of every honest peer's head on ``features``; with a backdoor,
+        the share of triggered images classified as ``target``."""
+        rows = torch.nonzero(~self.is_byzantine).flatten()
+        heads = self.heads[rows]
+        m, C = features.shape[0], heads.shape[1]
+        chunk = max(1, int(_EVAL_CHUNK_BYTES // max(1, m * C * 4)))
+        acc, loss, asr = [], [], []
+        for a in range(0, len(rows), chunk):
+            h = heads[a:a + chunk]
+            logits = head_logits(h, features)
+            acc.append((self.head_fn.predict(logits) == labels).double().mean(dim=1))
+            loss.append(self.head_fn.loss(logits, labels.expand(h.shape[0], -1)).double().mean(dim=1))
+            if backdoor is not None:
+                bl = head_logits(h, backdoor)
+                asr.append((self.head_fn.predict(bl) == target).double().mean(dim=1))
+        out = {"ids": self.ids[rows.numpy()], "accuracy": torch.cat(acc) if acc else torch.zeros(0),
+               "loss": torch.cat(loss) if loss else torch.zeros(0)}
+        if backdoor is not None:
+            out["asr"] = torch.cat(asr) if asr else torch.zeros(0)
+        return out
+
+    def honest_sum(self) -> tuple[torch.Tensor, int]:
+        rows = ~self.is_byzantine
+        return self.heads[rows].double().sum(dim=0), int(rows.sum())
+
+    def distances_to(self, center: torch.Tensor) -> torch.Tensor:
+        rows = ~self.is_byzantine
+        return (self.heads[rows].double() - center).flatten(1).norm(dim=1)
+
+    # ------------------------------------------------------------- checkpoints
+    def state_dict(self) -> dict:
+        return {"ids": self.ids.copy(), "heads": self.heads.clone(),
+                "adam_m": None if self.adam_m is None else self.adam_m.clone(),
+                "adam_v": None if self.adam_v is None else self.adam_v.clone(),
+                "adam_steps": self.adam_steps, "defense_state": self.defense_state}
+
+    def load_state_dict(self, state: dict) -> None:
+        pos = {int(g): r for r, g in enumerate(state["ids"])}
+        rows = torch.as_tensor([pos[int(g)] for g in self.ids])
+        self.heads = state["heads"][rows].clone()
+        if self.adam_m is not None and state.get("adam_m") is not None:
+            self.adam_m = state["adam_m"][rows].clone()
+            self.adam_v = state["adam_v"][rows].clone()
+        self.adam_steps = int(state.get("adam_steps", 0))
+        self.defense_state = [state["defense_state"][int(r)] for r in rows]

@@ -1,0 +1,292 @@
+"""The Ray backend: PeerGroups as Ray actors, on this machine or a cluster.
+
+Honest peers are split by id into actors of ``backend.peers_per_actor`` peers;
+Byzantine peers live in one adversary actor that also runs the attack; curious peers
+(gradient inversion) live in their own actor. Each round:
+
+1. every actor trains its peers; the heads it sends are one object in Ray's object
+   store (put once per sending actor per round);
+2. the adversary actor fetches the honest heads it may observe by reference and
+   crafts its messages (one object);
+3. every actor fetches, by reference, the heads of the actors holding its
+   neighbours plus the crafted messages, and merges with the defense;
+4. every actor snapshots its state into the object store (the round snapshot).
+
+The driver only passes references, plus small per-peer metrics. Random draws are
+keyed by (seed, peer, round, purpose) (``fedsim.rng``), so the numbers are the same
+as the local backend's, whatever ``peers_per_actor`` is.
+
+Faults: actors are created with ``max_restarts=-1``; when one dies mid-round, every
+actor is restored from the previous round's snapshot (the restarted one from the
+snapshot object, which outlives the dead worker) and the round is run again, which
+gives the same numbers as a run without the fault.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import time
+import uuid
+
+import numpy as np
+import torch
+
+from fedsim.engine import exchange
+from fedsim.engine.world import World
+
+log = logging.getLogger("fedsim")
+
+
+class RayConnectError(Exception):
+    """The Ray cluster named by backend.address cannot be reached (a user error)."""
+
+
+def _ray():
+    import ray
+    return ray
+
+
+def connect(address, num_cpus=None) -> bool:
+    """Start or join Ray; returns True when this call started it (so it shuts it down)."""
+    ray = _ray()
+    if ray.is_initialized():
+        return False
+    kwargs = dict(include_dashboard=False, logging_level=logging.WARNING, log_to_driver=False,
+                  configure_logging=True)
+    try:
+        if address is None:
+            ray.init(num_cpus=num_cpus or os.cpu_count() or 1, **kwargs)
+        else:
+            ray.init(address=address, **kwargs)
+    except (ConnectionError, RuntimeError, ValueError, TimeoutError) as exc:
+        text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise RayConnectError(f"backend.address: cannot reach Ray at {address!r}: {text}") from None
+    return True
+
+
+class GroupWorker:
+    """A PeerGroup (and, for the adversary actor, the attack) behind an actor."""
+
+    def __init__(self, world: World, peer_ids, threads: int, with_attack: bool):
+        from fedsim.engine.peer_group import PeerGroup
+        from fedsim.registry import create
+        torch.set_num_threads(max(1, threads))
+        self.world = world
+        self.group = PeerGroup(world, peer_ids)
+        adv = world.scenario.adversary
+        self.attack = create("attacks", adv.attack.name, **adv.attack.args) if with_attack and adv else None
+        self.claimed = exchange.claimed_classes(world, create("attacks", adv.attack.name, **adv.attack.args)
+                                                if adv else None)
+
+    def pid(self) -> int:
+        return os.getpid()
+
+    def node(self) -> str:
+        return _ray().get_runtime_context().get_node_id()
+
+    def train(self, round_: int):
+        return self.group.ids, self.group.train(round_)
+
+    def _sent_all(self, sent_refs) -> torch.Tensor:
+        ray = _ray()
+        w = self.world
+        C, P = self.group.heads.shape[1:]
+        sent_all = torch.zeros(w.n_peers + 1, C, P)
+        for ids, heads in ray.get(list(sent_refs)):
+            sent_all[torch.as_tensor(ids)] = heads
+        return sent_all
+
+    def craft(self, round_: int, sent_refs, graph) -> dict:
+        if self.attack is None:
+            return {}
+        ids, own, prev = self.group.byzantine_heads()
+        view = exchange.attacker_view(self.world, graph, round_, self._sent_all(sent_refs), ids, own, prev,
+                                      self.group.defense)
+        return self.attack.craft(view)
+
+    def aggregate(self, round_: int, sent_refs, neighbours: np.ndarray, crafted) -> dict:
+        ray = _ray()
+        crafted = ray.get(crafted[0]) if crafted else {}
+        sent_all = self._sent_all(sent_refs)
+        stats = self.group.aggregate(round_, sent_all, neighbours[self.group.ids], self.claimed, crafted)
+        stats["crafted_bytes"] = exchange.crafted_bytes(
+            {k: v for k, v in crafted.items() if k[1] in set(self.group.ids.tolist())})
+        return stats
+
+    def evaluate(self, features, labels, backdoor, target) -> dict:
+        return self.group.evaluate(features, labels, backdoor, target)
+
+    def honest_sum(self):
+        return self.group.honest_sum()
+
+    def distances_to(self, center):
+        return self.group.distances_to(center)
+
+    def heads(self):
+        return self.group.ids, self.group.heads
+
+    def state_dict(self) -> dict:
+        return self.group.state_dict()
+
+    def load_state_dict(self, state: dict) -> None:
+        self.group.load_state_dict(state)
+
+
+def merge_states(states: list[dict]) -> dict:
+    """One state of every peer from the states of several groups (ids ascending)."""
+    ids = np.concatenate([s["ids"] for s in states])
+    order = np.argsort(ids, kind="stable")
+    cat = lambda key: None if states[0][key] is None else torch.cat([s[key] for s in states])[torch.as_tensor(order)]
+    defense_state = [d for s in states for d in s["defense_state"]]
+    return {"ids": ids[order], "heads": cat("heads"), "adam_m": cat("adam_m"), "adam_v": cat("adam_v"),
+            "adam_steps": max(s["adam_steps"] for s in states),
+            "defense_state": [defense_state[i] for i in order]}
+
+
+class RayBackend:
+    name = "ray"
+
+    def __init__(self, world: World):
+        ray = _ray()
+        b = world.scenario.backend
+        self.world = world
+        self.started = connect(b.address, b.num_cpus)
+        self.run_id = uuid.uuid4().hex[:8]
+        byz, cur = set(world.byzantine_ids), set(world.curious_ids)
+        plain = [i for i in range(world.n_peers) if i not in byz and i not in cur]
+        self.layout = [("group", plain[a:a + b.peers_per_actor]) for a in range(0, len(plain), b.peers_per_actor)]
+        if cur:
+            self.layout.append(("curious", sorted(cur)))
+        if byz:
+            self.layout.append(("adversary", sorted(byz)))
+        cpus = int(ray.cluster_resources().get("CPU", 1))
+        threads = max(1, cpus // len(self.layout))
+        world_ref = self.world_ref = ray.put(world)
+        actor_cls = ray.remote(GroupWorker)
+        self.actors = []
+        for k, (role, ids) in enumerate(self.layout):
+            actor = actor_cls.options(
+                name=f"fedsim-{self.run_id}-{role}-{k}", num_cpus=0, max_restarts=-1,
+                scheduling_strategy="SPREAD", max_concurrency=1,
+            ).remote(world_ref, ids, threads, role == "adversary")
+            self.actors.append(actor)
+        self.adversary = self.actors[-1] if byz else None
+        self.snapshot = None
+        self.graph_refs: dict = {}
+        self.privacy_defense = None
+
+    def actor_names(self) -> list[str]:
+        return [f"fedsim-{self.run_id}-{role}-{k}" for k, (role, _) in enumerate(self.layout)]
+
+    def _graph_refs(self, graph, neighbours):
+        key = id(neighbours)
+        if key not in self.graph_refs:
+            ray = _ray()
+            self.graph_refs = {key: (ray.put(graph), ray.put(neighbours))}
+        return self.graph_refs[key]
+
+    def round(self, round_: int, graph, neighbours) -> dict:
+        ray = _ray()
+        from ray.exceptions import RayActorError
+        for attempt in range(5):
+            try:
+                return self._round(round_, graph, neighbours)
+            except RayActorError as exc:
+                log.warning("warning: an actor died in round %d (%s); restoring the round snapshot",
+                            round_, type(exc).__name__)
+                self._restore()
+        raise RuntimeError(f"round {round_} failed five times: actors keep dying")
+
+    def _round(self, round_, graph, neighbours) -> dict:
+        ray = _ray()
+        graph_ref, nbr_ref = self._graph_refs(graph, neighbours)
+        sent_refs = [a.train.remote(round_) for a in self.actors]
+        crafted = [self.adversary.craft.remote(round_, sent_refs, graph_ref)] if self.adversary else []
+        stats_list = ray.get([a.aggregate.remote(round_, sent_refs, nbr_ref, crafted) for a in self.actors])
+        self.snapshot = [a.state_dict.remote() for a in self.actors]
+        ray.wait(self.snapshot, num_returns=len(self.snapshot))
+        stats = {k: sum(s[k] for s in stats_list) for k in ("dropped", "nonfinite", "delivered", "crafted_bytes")}
+        stats["sent"] = sent_refs
+        return stats
+
+    def _restore(self) -> None:
+        ray = _ray()
+        deadline = time.time() + 60
+        while True:
+            try:
+                if self.snapshot is None:
+                    state = None
+                else:
+                    state = merge_states(ray.get(self.snapshot))
+                if state is None:
+                    ray.get([a.pid.remote() for a in self.actors])  # restarted actors start fresh
+                    # Round 1 failed: a fresh actor already holds the initial state,
+                    # but the others trained; rebuild from the initial heads.
+                    from fedsim.engine.peer_group import PeerGroup
+                    state = PeerGroup(self.world, range(self.world.n_peers)).state_dict()
+                ray.get([a.load_state_dict.remote(state) for a in self.actors])
+                return
+            except ray.exceptions.RayActorError:
+                if time.time() > deadline:
+                    raise
+                time.sleep(0.5)
+
+    def sent_heads(self, sent_refs, ids) -> torch.Tensor:
+        """Rows ``ids`` of the heads sent this round (fetched by reference)."""
+        ray = _ray()
+        out = {}
+        for group_ids, heads in ray.get(list(sent_refs)):
+            for r, g in enumerate(group_ids):
+                out[int(g)] = heads[r]
+        return torch.stack([out[int(i)] for i in ids])
+
+    def evaluate(self, features, labels, backdoor=None, target=None) -> dict:
+        ray = _ray()
+        refs = [ray.put(x) for x in (features, labels, backdoor)]
+        parts = ray.get([a.evaluate.remote(refs[0], refs[1], refs[2], target) for a in self.actors])
+        parts = [p for p in parts if len(p["ids"])]
+        ids = np.concatenate([p["ids"] for p in parts])
+        order = torch.as_tensor(np.argsort(ids, kind="stable"))
+        out = {"ids": ids[order.numpy()]}
+        for key in ("accuracy", "loss", "asr"):
+            if key in parts[0]:
+                out[key] = torch.cat([p[key] for p in parts])[order]
+        return out
+
+    def consensus_distance(self) -> float:
+        ray = _ray()
+        sums = ray.get([a.honest_sum.remote() for a in self.actors])
+        count = sum(c for _, c in sums)
+        center = sum(s for s, c in sums if c) / max(count, 1)
+        center_ref = ray.put(center)
+        dists = torch.cat(ray.get([a.distances_to.remote(center_ref) for a in self.actors]))
+        return float(dists.mean())
+
+    def heads(self) -> torch.Tensor:
+        ray = _ray()
+        C, P = self.world.init_head.shape
+        out = torch.zeros(self.world.n_peers, C, P)
+        for ids, heads in ray.get([a.heads.remote() for a in self.actors]):
+            out[torch.as_tensor(ids)] = heads
+        return out
+
+    def state_dict(self) -> dict:
+        ray = _ray()
+        refs = self.snapshot or [a.state_dict.remote() for a in self.actors]
+        return merge_states(ray.get(refs))
+
+    def load_state_dict(self, state: dict) -> None:
+        ray = _ray()
+        ref = ray.put(state)
+        ray.get([a.load_state_dict.remote(ref) for a in self.actors])
+
+    def close(self) -> None:
+        ray = _ray()
+        for a in self.actors:
+            try:
+                ray.kill(a)
+            except Exception:  # already gone
+                pass
+        self.actors = []
+        if self.started:
+            ray.shutdown()

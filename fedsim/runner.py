@@ -1,0 +1,242 @@
+"""The round loop: a scenario in, a run directory out."""
+from __future__ import annotations
+
+import logging
+import math
+import sys
+import time
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+
+from fedsim import config as cfg
+from fedsim.results import RunDir, default_dir
+from fedsim.topology import Schedule, honest_components, neighbour_matrix
+
+log = logging.getLogger("fedsim")
+
+
+def _as_scenario(scenario, overrides) -> cfg.Scenario:
+    if isinstance(scenario, cfg.Scenario):
+        return cfg.from_dict(scenario.to_dict(), "<scenario>", overrides) if overrides else scenario
+    if isinstance(scenario, dict):
+        return cfg.from_dict(scenario, "<scenario>", overrides)
+    return cfg.load(scenario, overrides)
+
+
+def make_backend(world):
+    name = world.scenario.backend.name
+    if name == "ray":
+        from fedsim.engine.ray_backend import RayBackend
+        return RayBackend(world)
+    from fedsim.engine.local import LocalBackend
+    return LocalBackend(world)
+
+
+class _Progress:
+    """A tqdm bar on a terminal, plain log lines otherwise."""
+
+    def __init__(self, total: int, start: int, enabled: Optional[bool]):
+        tty = sys.stderr.isatty() if enabled is None else enabled
+        self.bar = None
+        if tty:
+            from tqdm import tqdm
+            self.bar = tqdm(total=total, initial=start, unit="round", file=sys.stderr, leave=False)
+
+    def update(self, round_: int, total: int, acc, seconds: float) -> None:
+        acc_text = "-" if acc is None else f"{acc:.4f}"
+        if self.bar is not None:
+            self.bar.set_postfix_str(f"acc {acc_text}, {seconds:.2f} s/round")
+            self.bar.update(1)
+        else:
+            log.info("round %d/%d  accuracy_mean %s  %.3f s/round", round_, total, acc_text, seconds)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def _attach_log(run_dir: RunDir) -> logging.Handler:
+    handler = logging.FileHandler(run_dir.path / "run.log")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
+    if not any(isinstance(h, logging.StreamHandler) and not isinstance(h, logging.FileHandler)
+               for h in log.handlers):
+        stream = logging.StreamHandler(sys.stderr)
+        stream.setFormatter(logging.Formatter("%(message)s"))
+        log.addHandler(stream)
+    return handler
+
+
+def run(scenario, overrides=None, out=None, resume=None, progress: Optional[bool] = None):
+    """Run a scenario; returns ``(summary dict, run directory Path)``.
+
+    ``scenario``: a YAML path, a dict or a Scenario. ``out``: the run directory
+    (default ``runs/<name>-<timestamp>`` or ``output.dir``). ``resume``: a run
+    directory whose run was interrupted; it continues from its last checkpoint.
+    """
+    from fedsim.engine.world import build_world
+
+    if resume is not None:
+        run_dir = RunDir(resume)
+        if not (run_dir.path / "config.yaml").exists():
+            raise cfg.ScenarioError(f"{resume}: not a run directory (no config.yaml)")
+        s = cfg.from_dict(run_dir.read_config(), str(run_dir.path / "config.yaml"), overrides)
+    else:
+        s = _as_scenario(scenario, overrides)
+        run_dir = RunDir(out or s.output.dir or default_dir(s.name))
+    run_dir.create()
+    handler = _attach_log(run_dir)
+    try:
+        return _run(s, run_dir, resume is not None, progress, build_world)
+    finally:
+        log.removeHandler(handler)
+        handler.close()
+
+
+def _run(s, run_dir: RunDir, resuming: bool, progress, build_world):
+    t_start = time.perf_counter()
+    if not resuming:
+        run_dir.write_config(s.to_dict())
+    schedule = Schedule(s.topology.kind, s.topology.n_peers, s.seed, s.topology.args, s.topology.resample_every)
+    world = build_world(s, schedule, keep_images=s.privacy is not None)
+    log.info("set-up %.2f s (features %s)", world.info["setup_seconds"],
+             "from cache" if world.info["from_cache"] else "computed")
+    warnings = []
+    components = honest_components(schedule.graph(1), world.honest_ids)
+    if components > 1:
+        text = f"the honest peers' subgraph is disconnected ({components} components) in round 1"
+        warnings.append(text)
+        log.warning("warning: %s", text)
+
+    backend = make_backend(world)
+    privacy = None
+    if s.privacy is not None:
+        from fedsim.privacy import PrivacyRecorder
+        privacy = PrivacyRecorder(world)
+    totals = {"bytes_sent": 0, "messages_dropped": 0, "messages_nonfinite": 0}
+    start_round, elapsed_before = 1, 0.0
+    rows = []
+    if resuming:
+        state = run_dir.latest_checkpoint()
+        if state is not None:
+            backend.load_state_dict(state["peers"])
+            start_round = state["round"] + 1
+            totals = dict(state["totals"])
+            elapsed_before = state["wall_time_s"]
+            if privacy is not None:
+                privacy.load_state_dict(state.get("privacy"))
+            rows = [r for r in run_dir.read_metrics() if r["round"] <= state["round"]]
+        run_dir.rewrite_metrics(rows)
+        log.info("resuming at round %d", start_round)
+    elif (run_dir.path / "metrics.jsonl").exists():
+        run_dir.rewrite_metrics([])
+
+    from fedsim.engine import exchange
+    per_message = exchange.message_bytes(world, getattr(backend, "privacy_defense", None))
+    bar = _Progress(s.rounds, start_round - 1, progress)
+    t_loop = time.perf_counter()
+    neighbours_cache: dict = {}
+    try:
+        for r in range(start_round, s.rounds + 1):
+            t_round = time.perf_counter()
+            graph = schedule.graph(r)
+            period = schedule.period(r)
+            if period not in neighbours_cache:
+                neighbours_cache = {period: neighbour_matrix(graph, world.n_peers)[0]}
+                if r > 1 and honest_components(graph, world.honest_ids) > 1:
+                    text = f"the honest peers' subgraph is disconnected in round {r}"
+                    warnings.append(text)
+                    log.warning("warning: %s", text)
+            stats = backend.round(r, graph, neighbours_cache[period])
+            if privacy is not None:
+                privacy.record(r, graph, stats["sent"], backend)
+            totals["bytes_sent"] += exchange.honest_messages(world, graph) * per_message + stats["crafted_bytes"]
+            totals["messages_dropped"] += stats["dropped"]
+            totals["messages_nonfinite"] += stats["nonfinite"]
+            acc = None
+            elapsed = elapsed_before + (time.perf_counter() - t_loop)
+            if r % s.eval_every == 0 or r == s.rounds:
+                row = evaluate_row(world, backend, r, totals, elapsed)
+                rows.append(row)
+                run_dir.append_metrics(row)
+                acc = row["accuracy_mean"]
+            if (s.output.checkpoint_every and r % s.output.checkpoint_every == 0) or r == s.rounds:
+                state = {"round": r, "peers": backend.state_dict(), "totals": dict(totals),
+                         "wall_time_s": elapsed_before + (time.perf_counter() - t_loop)}
+                if privacy is not None:
+                    state["privacy"] = privacy.state_dict()
+                run_dir.save_checkpoint(r, state)
+            bar.update(r, s.rounds, acc, time.perf_counter() - t_round)
+    finally:
+        bar.close()
+        backend.close()
+
+    summary = make_summary(s, world, rows, totals, warnings, elapsed_before + time.perf_counter() - t_loop,
+                           time.perf_counter() - t_start)
+    if privacy is not None:
+        summary["privacy"] = privacy.finish(run_dir)
+    run_dir.write_summary(summary)
+    if s.output.plots:
+        from fedsim import plots
+        plots.draw_all(run_dir.path, world=world, graph=schedule.graph(1))
+    log.info("final accuracy_mean %.4f", rows[-1]["accuracy_mean"] if rows else float("nan"))
+    return summary, run_dir.path
+
+
+def evaluate_row(world, backend, round_: int, totals: dict, elapsed: float) -> dict:
+    res = backend.evaluate(world.test_features, world.test_labels, world.backdoor_features, world.backdoor_target)
+    acc = res["accuracy"].numpy()
+    row = {
+        "round": round_,
+        "accuracy_mean": float(acc.mean()),
+        "accuracy_min": float(acc.min()),
+        "accuracy_max": float(acc.max()),
+        "accuracy_std": float(acc.std()),
+        "loss_mean": float(res["loss"].numpy().mean()),
+        "consensus_distance": backend.consensus_distance(),
+        "bytes_sent": int(totals["bytes_sent"]),
+        "messages_dropped": int(totals["messages_dropped"]),
+        "messages_nonfinite": int(totals["messages_nonfinite"]),
+    }
+    if "asr" in res:
+        row["attack_success_rate"] = float(res["asr"].numpy().mean())
+    row["wall_time_s"] = round(elapsed, 4)
+    return row
+
+
+def rounds_to_fraction(rows: list[dict], fraction: float = 0.9) -> Optional[int]:
+    """First evaluated round whose accuracy_mean reaches ``fraction`` of the final one."""
+    if not rows:
+        return None
+    goal = fraction * rows[-1]["accuracy_mean"]
+    return next(r["round"] for r in rows if r["accuracy_mean"] >= goal)
+
+
+def make_summary(s, world, rows, totals, warnings, loop_seconds, total_seconds) -> dict:
+    adv = s.adversary
+    final = rows[-1] if rows else {}
+    return {
+        "name": s.name,
+        "seed": s.seed,
+        "rounds": s.rounds,
+        "n_peers": s.topology.n_peers,
+        "n_byzantine": len(world.byzantine_ids),
+        "byzantine_ids": world.byzantine_ids,
+        "defense": s.defense.name,
+        "attack": adv.attack.name if adv is not None else None,
+        "final": final,
+        "best_accuracy_mean": max((r["accuracy_mean"] for r in rows), default=math.nan),
+        "rounds_to_90pct_final": rounds_to_fraction(rows),
+        "wall_time_s": round(total_seconds, 3),
+        "loop_time_s": round(loop_seconds, 3),
+        "bytes_sent": int(totals["bytes_sent"]),
+        "backend": s.backend.name,
+        "dataset": s.data.dataset,
+        "dataset_source": world.info["dataset_source"],
+        "features_from_cache": world.info["from_cache"],
+        "pretrain": world.info["pretrain"],
+        "warnings": warnings,
+    }
