@@ -24,6 +24,18 @@ _CHUNK_BYTES = 256 * 2**20
 _EVAL_CHUNK_BYTES = 128 * 2**20
 
 
+def batch_positions(world: World, peer_ids: np.ndarray, round_: int) -> torch.Tensor:
+    """``[n, local_steps * batch_size]`` positions into ``world.peers.train_rows`` of the
+    samples each peer trains on in ``round_`` (uniform with replacement, keyed draws)."""
+    t = world.scenario.training
+    ids = torch.as_tensor(np.asarray(peer_ids, dtype=np.int64))
+    counts = world.peers.train_count()[ids]
+    starts = world.peers.train_offsets[:-1][ids]
+    u = torch.as_tensor(rng.uniform(world.seed, peer_ids, round_, "batch", t.local_steps * t.batch_size))
+    pos = starts[:, None] + torch.floor(u * counts[:, None].double()).long()
+    return torch.minimum(pos, (starts + (counts - 1).clamp(min=0))[:, None])
+
+
 class PeerGroup:
     """Peers ``peer_ids`` of a run (sorted global ids)."""
 
@@ -56,11 +68,7 @@ class PeerGroup:
         w, t = self.world, self.training
         self.previous = self.heads.clone()
         counts = w.peers.train_count()[self.ids_t]
-        starts = w.peers.train_offsets[:-1][self.ids_t]
-        draws = t.local_steps * t.batch_size
-        u = torch.as_tensor(rng.uniform(w.seed, self.ids, round_, "batch", draws))
-        pos = starts[:, None] + torch.floor(u * counts[:, None].double()).long()
-        pos = torch.minimum(pos, (starts + (counts - 1).clamp(min=0))[:, None])
+        pos = batch_positions(w, self.ids, round_)
         rows = w.peers.train_rows[pos] if w.peers.train_rows.numel() else torch.zeros_like(pos)
         labels = w.peers.train_labels[pos] if w.peers.train_labels.numel() else torch.zeros_like(pos)
         feats = w.features[rows].view(len(self.ids), t.local_steps, t.batch_size, -1)
