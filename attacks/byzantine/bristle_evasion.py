@@ -1,0 +1,135 @@
+"""An adaptive attack aimed at Bristle's class-wise integration (this project's design)."""
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+
+from attacks.base import Attack
+from fedsim.registry import register
+
+FOREIGN_MODES = ("permute", "negate")
+
+
+def estimate_familiar(head: torch.Tensor, familiar_count: Optional[int] = None) -> torch.Tensor:
+    """Boolean ``[C]``: the classes the owner of ``head [C, D+1]`` seems to hold.
+
+    Training on a class raises its bias (softmax: ``dL/db_c = mean(p_c - [y = c])`` is
+    negative only for classes in the batch; the L2-SVM pushes absent classes' logits to
+    -1), so the held classes are those whose bias is above the mean bias, or the
+    ``familiar_count`` largest biases when the count is given (ties to the lower id).
+    At least one class is always familiar.
+    """
+    bias = head[:, -1]
+    n_classes = bias.shape[0]
+    mask = torch.zeros(n_classes, dtype=torch.bool)
+    if familiar_count is not None:
+        k = min(max(int(familiar_count), 1), n_classes)
+        order = sorted(range(n_classes), key=lambda c: (-float(bias[c]), c))
+        mask[order[:k]] = True
+        return mask
+    mask = bias > bias.mean()
+    if not mask.any():
+        mask[int(torch.argmax(bias))] = True
+    return mask
+
+
+def evade_head(receiver_head: torch.Tensor, familiar: torch.Tensor, foreign_mode: str = "permute",
+               scale: float = 1.0, noise_std: float = 0.0,
+               rng: Optional[torch.Generator] = None) -> torch.Tensor:
+    """The crafted head for one receiver: its familiar rows copied exactly, its foreign
+    rows poisoned.
+
+    ``permute``: foreign rows (weights and bias together) rotate one place among the
+    foreign classes (class ``f_k`` gets the row of ``f_{k+1}``), so on any input the
+    foreign logits are the same numbers under other names: every prediction of a
+    familiar class is unchanged (familiar F1 exactly equal to the receiver's own), and
+    every input of a foreign class the receiver's head recognised is now given another
+    foreign label. With one foreign class nothing can rotate and ``negate`` is used.
+    ``negate``: foreign weights become ``-scale * w`` (biases kept). ``noise_std`` adds
+    Gaussian noise to the foreign rows only.
+    """
+    if foreign_mode not in FOREIGN_MODES:
+        raise ValueError(f"foreign_mode must be one of {', '.join(FOREIGN_MODES)}, not {foreign_mode!r}")
+    out = receiver_head.clone()
+    foreign = torch.nonzero(~familiar).flatten()
+    if foreign.numel() == 0:
+        return out
+    if foreign_mode == "permute" and foreign.numel() >= 2:
+        out[foreign] = receiver_head[torch.roll(foreign, -1)]
+    else:
+        out[foreign, :-1] = -scale * receiver_head[foreign, :-1]
+    if noise_std > 0:
+        noise = torch.randn(foreign.numel(), out.shape[1], generator=rng, dtype=out.dtype)
+        out[foreign] += noise_std * noise
+    return out
+
+
+@register("attacks", "bristle_evasion")
+class BristleEvasion(Attack):
+    """An adaptive attack on Bristle (Verbraeken, de Vos, Pouwelse 2021, "Bristle:
+    decentralized federated learning in Byzantine, non-i.i.d. environments"); this
+    project's own design, not from a paper.
+
+    Bristle (as a receiver ``r``) (a) keeps only the received heads nearest to its own
+    (the prioritizer's near third), (b) scores each sender per familiar class by the F1
+    of the sender's head on ``r``'s local test set of the classes ``r`` holds, and
+    (c) integrates the classes ``r`` does not hold (foreign classes) weighted by the
+    sender's summed familiar score. The attack exploits that foreign rows are trusted
+    because of familiar ones. For every receiver ``r`` whose head it observed, each
+    Byzantine sender sends a head that
+
+    1. starts from ``r``'s own head, so its distance to ``r`` is only what step 3
+       changes (in the near third as long as ``r``'s foreign rows are small next to how
+       much honest neighbours differ);
+    2. keeps ``r``'s familiar rows exactly, so the familiar scores equal ``r``'s own
+       (with ``foreign_mode="permute"`` the familiar predictions, hence F1, are
+       provably unchanged, see :func:`evade_head`);
+    3. poisons the foreign rows: ``permute`` (default) rotates whole foreign rows
+       among foreign classes so every foreign class inherits another one's detector;
+       ``negate`` flips foreign weights (times ``scale``).
+
+    ``r``'s familiar classes are estimated from its head: the classes whose bias is
+    above the mean bias, or the ``familiar_count`` largest biases (see
+    :func:`estimate_familiar`). With ``claim_classes`` set, every Byzantine peer claims
+    to hold that many classes (Bristle's phi), e.g. a large count to weigh more;
+    ``None`` claims the truth. Receivers whose head was not observed get the sender's
+    own honestly trained head. ``noise_std`` adds Gaussian noise to the foreign rows so
+    messages to different receivers are never exact copies.
+
+    Defaults: ``foreign_mode="permute"``, ``scale=1.0``, ``familiar_count=None``,
+    ``claim_classes=None``, ``noise_std=0.0``.
+    """
+
+    name = "bristle_evasion"
+
+    def __init__(self, foreign_mode: str = "permute", scale: float = 1.0, familiar_count: Optional[int] = None,
+                 claim_classes: Optional[int] = None, noise_std: float = 0.0):
+        if foreign_mode not in FOREIGN_MODES:
+            raise ValueError(f"foreign_mode must be one of {', '.join(FOREIGN_MODES)}, not {foreign_mode!r}")
+        if not scale > 0:
+            raise ValueError(f"scale must be > 0, not {scale!r}")
+        if familiar_count is not None and (not isinstance(familiar_count, int) or familiar_count < 1):
+            raise ValueError(f"familiar_count must be an integer >= 1, not {familiar_count!r}")
+        if claim_classes is not None and (not isinstance(claim_classes, int) or claim_classes < 1):
+            raise ValueError(f"claim_classes must be an integer >= 1, not {claim_classes!r}")
+        if not noise_std >= 0:
+            raise ValueError(f"noise_std must be >= 0, not {noise_std!r}")
+        self.foreign_mode, self.scale, self.familiar_count = foreign_mode, float(scale), familiar_count
+        self.claim_classes, self.noise_std = claim_classes, float(noise_std)
+
+    def claimed_num_classes(self, sender, true_count):
+        return self.claim_classes if self.claim_classes is not None else true_count
+
+    def craft(self, view):
+        out = {}
+        for s in view.byzantine_ids:
+            for r in view.receivers.get(s, []):
+                head = view.observed_by(r)
+                if head is None:
+                    out[(s, r)] = view.own_head(s)
+                    continue
+                familiar = estimate_familiar(head, self.familiar_count)
+                out[(s, r)] = evade_head(head, familiar, self.foreign_mode, self.scale,
+                                         self.noise_std, view.rng)
+        return out

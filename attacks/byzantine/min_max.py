@@ -1,0 +1,139 @@
+"""Min-Max and Min-Sum (Shejwalkar & Houmansadr 2021)."""
+from __future__ import annotations
+
+import torch
+
+from attacks.base import Attack, send_to_all
+from attacks.byzantine._reference import honest_updates, reference_head
+from fedsim.registry import register
+
+PERTURBATIONS = ("unit_vec", "sign", "std")
+
+
+def perturbation(updates: torch.Tensor, kind: str) -> torch.Tensor:
+    """The paper's perturbation vectors ``p`` over ``updates [h, P]``, ``mu`` their mean:
+    ``unit_vec``: ``-mu / ||mu||``; ``sign``: ``-sign(mu)``; ``std``: ``-std(updates)``
+    (sample std, zero for one update). A zero ``mu`` gives a zero ``unit_vec``."""
+    mean = updates.mean(dim=0)
+    if kind == "unit_vec":
+        norm = mean.norm()
+        return -mean / norm if norm > 0 else torch.zeros_like(mean)
+    if kind == "sign":
+        return -torch.sign(mean)
+    if kind == "std":
+        if updates.shape[0] < 2:
+            return torch.zeros_like(mean)
+        return -updates.std(dim=0, correction=1)
+    raise ValueError(f"perturbation must be one of {', '.join(PERTURBATIONS)}, not {kind!r}")
+
+
+def halving_search(feasible, gamma_init: float, tolerance: float, max_steps: int = 200) -> float:
+    """The paper's search for the largest feasible ``gamma`` (its Algorithm 1):
+
+    start at ``gamma_init`` with step ``gamma_init``; on success remember gamma and move
+    up by step/2, else down by step/2; halve the step; stop when the last success and
+    the current gamma differ by at most ``tolerance``. Returns the last feasible gamma
+    (0 if none was), so the result never exceeds ``2 * gamma_init``.
+    """
+    gamma, step, best = float(gamma_init), float(gamma_init), 0.0
+    for _ in range(max_steps):
+        if abs(best - gamma) <= tolerance:
+            break
+        if feasible(gamma):
+            best = gamma
+            gamma += step / 2
+        else:
+            gamma -= step / 2
+        step /= 2
+    return best
+
+
+def _squared_distances(points: torch.Tensor, others: torch.Tensor) -> torch.Tensor:
+    return torch.cdist(points.double(), others.double()).pow(2)
+
+
+def min_max_update(updates: torch.Tensor, kind: str, gamma_init: float = 10.0,
+                   tolerance: float = 1e-5) -> tuple[torch.Tensor, float]:
+    """Min-Max: ``(mu + gamma p, gamma)`` with the largest gamma (by :func:`halving_search`)
+    such that ``max_i ||m - u_i||^2 <= max_{i,j} ||u_i - u_j||^2``; ``updates [h, P]``."""
+    mean, p = updates.mean(dim=0), perturbation(updates, kind)
+    bound = _squared_distances(updates, updates).max().item()
+
+    def feasible(gamma):
+        malicious = (mean + gamma * p).unsqueeze(0)
+        return _squared_distances(malicious, updates).max().item() <= bound
+
+    gamma = halving_search(feasible, gamma_init, tolerance)
+    return mean + gamma * p, gamma
+
+
+def min_sum_update(updates: torch.Tensor, kind: str, gamma_init: float = 10.0,
+                   tolerance: float = 1e-5) -> tuple[torch.Tensor, float]:
+    """Min-Sum: ``(mu + gamma p, gamma)`` with the largest gamma such that
+    ``sum_i ||m - u_i||^2 <= max_i sum_j ||u_i - u_j||^2`` (the paper's bound; the
+    authors' code compares with the *min* over i instead)."""
+    mean, p = updates.mean(dim=0), perturbation(updates, kind)
+    bound = _squared_distances(updates, updates).sum(dim=1).max().item()
+
+    def feasible(gamma):
+        malicious = (mean + gamma * p).unsqueeze(0)
+        return _squared_distances(malicious, updates).sum().item() <= bound
+
+    gamma = halving_search(feasible, gamma_init, tolerance)
+    return mean + gamma * p, gamma
+
+
+class _DistanceBoundedAttack(Attack):
+    _solve = None
+
+    def __init__(self, perturbation: str = "std", gamma_init: float = 10.0, tolerance: float = 1e-5):
+        if perturbation not in PERTURBATIONS:
+            raise ValueError(f"perturbation must be one of {', '.join(PERTURBATIONS)}, not {perturbation!r}")
+        if not gamma_init > 0:
+            raise ValueError(f"gamma_init must be > 0, not {gamma_init!r}")
+        if not tolerance > 0:
+            raise ValueError(f"tolerance must be > 0, not {tolerance!r}")
+        self.perturbation, self.gamma_init, self.tolerance = perturbation, float(gamma_init), float(tolerance)
+
+    def craft(self, view):
+        per_sender = {}
+        for s in view.byzantine_ids:
+            updates = honest_updates(view, s)
+            malicious, _ = type(self)._solve(updates.flatten(1), self.perturbation,
+                                             self.gamma_init, self.tolerance)
+            per_sender[s] = reference_head(view, s) + malicious.reshape(updates.shape[1:]).to(updates.dtype)
+        return send_to_all(view, per_sender)
+
+
+_DOC = """{title}: Shejwalkar & Houmansadr (NDSS 2021), "Manipulating the Byzantine:
+    optimizing model poisoning attacks and defenses for federated learning"
+    (AGR-agnostic attack).
+
+    With honest updates ``u_i`` (observed heads minus the sender's head at the start of
+    the round), ``mu`` their mean and ``p`` a perturbation (``unit_vec`` ``-mu/||mu||``,
+    ``sign`` ``-sign(mu)``, ``std`` ``-std(u)``), every Byzantine peer sends
+    ``reference + mu + gamma p`` with the largest gamma for which
+    {constraint}, found by the paper's halving search from ``gamma_init`` to
+    ``tolerance``.
+
+    Defaults: ``perturbation="std"`` (the inverse standard deviation, which the paper
+    reports as the most effective perturbation for these attacks; its released code's
+    function default is ``unit_vec``), ``gamma_init=10`` and ``tolerance=1e-5`` (as in
+    the authors' code).
+    """
+
+
+@register("attacks", "min_max")
+class MinMax(_DistanceBoundedAttack):
+    __doc__ = _DOC.format(title="Min-Max", constraint="the largest squared distance to an honest update "
+                          "stays within the largest squared distance between two honest updates")
+    name = "min_max"
+    _solve = staticmethod(min_max_update)
+
+
+@register("attacks", "min_sum")
+class MinSum(_DistanceBoundedAttack):
+    __doc__ = _DOC.format(title="Min-Sum", constraint="the sum of squared distances to the honest updates "
+                          "stays within the largest such sum of an honest update (the paper's bound)")
+    name = "min_sum"
+    _solve = staticmethod(min_sum_update)
