@@ -30,6 +30,22 @@ class NamedArgs(_Strict):
     args: dict[str, Any] = Field(default_factory=dict)
 
 
+class DefenseSpec(NamedArgs):
+    name: str = "mean"
+
+
+class AttackSpec(NamedArgs):
+    name: str = "gaussian"
+
+
+class InversionSpec(NamedArgs):
+    name: str = "gifd"
+
+
+class PrivacyDefenseSpec(NamedArgs):
+    name: str = "none"
+
+
 class Partition(_Strict):
     kind: str = "dirichlet"
     alpha: float = Field(0.5, gt=0)
@@ -84,7 +100,7 @@ class Adversary(_Strict):
     omniscient: bool = False
     knows_topology: bool = False
     adaptive: bool = False
-    attack: NamedArgs = Field(default_factory=lambda: NamedArgs(name="gaussian"))
+    attack: AttackSpec = Field(default_factory=AttackSpec)
 
     @model_validator(mode="after")
     def _one_size(self):
@@ -98,8 +114,8 @@ class Privacy(_Strict):
     curious: Union[int, list[int]] = 1
     rounds: list[int] = Field(default_factory=lambda: [1])
     victims: int = Field(4, ge=1)
-    attack: NamedArgs = Field(default_factory=lambda: NamedArgs(name="gifd"))
-    defense: NamedArgs = Field(default_factory=lambda: NamedArgs(name="none"))
+    attack: InversionSpec = Field(default_factory=InversionSpec)
+    defense: PrivacyDefenseSpec = Field(default_factory=PrivacyDefenseSpec)
 
 
 class Backend(_Strict):
@@ -125,7 +141,7 @@ class Scenario(_Strict):
     model: Model = Field(default_factory=Model)
     training: Training = Field(default_factory=Training)
     topology: Topology = Field(default_factory=Topology)
-    defense: NamedArgs = Field(default_factory=lambda: NamedArgs(name="mean"))
+    defense: DefenseSpec = Field(default_factory=DefenseSpec)
     adversary: Optional[Adversary] = None
     privacy: Optional[Privacy] = None
     backend: Backend = Field(default_factory=Backend)

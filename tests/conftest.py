@@ -23,8 +23,8 @@ def tiny_scenario(**overrides) -> dict:
     scenario = {
         "name": "tiny", "seed": 0, "rounds": 4,
         "data": {"dataset": "digits", "test_per_class": 3, "partition": {"kind": "dirichlet", "alpha": 1.0}},
-        "model": {"backbone": "cnn", "pretrain": {"epochs": 2}},
-        "training": {"local_steps": 3, "batch_size": 16},
+        "model": {"backbone": "cnn"},
+        "training": {"local_steps": 5, "batch_size": 16, "lr": 0.1},
         "topology": {"kind": "random_regular", "n_peers": 8, "args": {"degree": 3}},
         "output": {"plots": False, "checkpoint_every": 2},
     }
