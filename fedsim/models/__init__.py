@@ -1,2 +1,2 @@
 """Backbones, heads, pre-training and the feature cache."""
-from fedsim.models import heads  # noqa: F401  (registers the heads)
+from fedsim.models import backbones, heads  # noqa: F401  (registers the backbones and heads)
