@@ -51,6 +51,8 @@ def connect(address, num_cpus=None) -> bool:
     ray = _ray()
     if ray.is_initialized():
         return False
+    if address not in (None, "auto"):
+        check_reachable(address)
     kwargs = dict(include_dashboard=False, logging_level=logging.WARNING, log_to_driver=False,
                   configure_logging=True)
     try:
@@ -62,6 +64,21 @@ def connect(address, num_cpus=None) -> bool:
         text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise RayConnectError(f"backend.address: cannot reach Ray at {address!r}: {text}") from None
     return True
+
+
+def check_reachable(address: str, timeout: float = 5.0) -> None:
+    """Fail fast on an address nothing listens on (``ray.init`` would retry for minutes)."""
+    import socket
+    hostport = address.split("://", 1)[-1]
+    host, _, port = hostport.rpartition(":")
+    if not host or not port.isdigit():
+        raise RayConnectError(f"backend.address: {address!r} is not auto, host:port or ray://host:port")
+    try:
+        with socket.create_connection((host, int(port)), timeout=timeout):
+            pass
+    except OSError as exc:
+        raise RayConnectError(f"backend.address: cannot reach Ray at {address!r}: "
+                              f"{exc.strerror or type(exc).__name__}") from None
 
 
 class GroupWorker:
@@ -132,6 +149,13 @@ class GroupWorker:
         self.group.load_state_dict(state)
 
 
+def _actor_errors() -> tuple:
+    """Exceptions that mean an actor died or is restarting (its state is lost)."""
+    from ray import exceptions
+    return tuple(getattr(exceptions, name) for name in ("RayActorError", "ActorUnavailableError",
+                                                         "ActorDiedError") if hasattr(exceptions, name))
+
+
 def merge_states(states: list[dict]) -> dict:
     """One state of every peer from the states of several groups (ids ascending)."""
     ids = np.concatenate([s["ids"] for s in states])
@@ -170,6 +194,7 @@ class RayBackend:
                 scheduling_strategy="SPREAD", max_concurrency=1,
             ).remote(world_ref, ids, threads, role == "adversary")
             self.actors.append(actor)
+        ray.get([a.pid.remote() for a in self.actors])  # actors up before round 1 is timed
         self.adversary = self.actors[-1] if byz else None
         self.snapshot = None
         self.graph_refs: dict = {}
@@ -186,12 +211,10 @@ class RayBackend:
         return self.graph_refs[key]
 
     def round(self, round_: int, graph, neighbours) -> dict:
-        ray = _ray()
-        from ray.exceptions import RayActorError
         for attempt in range(5):
             try:
                 return self._round(round_, graph, neighbours)
-            except RayActorError as exc:
+            except _actor_errors() as exc:
                 log.warning("warning: an actor died in round %d (%s); restoring the round snapshot",
                             round_, type(exc).__name__)
                 self._restore()
@@ -203,8 +226,9 @@ class RayBackend:
         sent_refs = [a.train.remote(round_) for a in self.actors]
         crafted = [self.adversary.craft.remote(round_, sent_refs, graph_ref)] if self.adversary else []
         stats_list = ray.get([a.aggregate.remote(round_, sent_refs, nbr_ref, crafted) for a in self.actors])
-        self.snapshot = [a.state_dict.remote() for a in self.actors]
-        ray.wait(self.snapshot, num_returns=len(self.snapshot))
+        snapshot = [a.state_dict.remote() for a in self.actors]
+        ray.get(snapshot)  # raises here, inside the retried round, if an actor died
+        self.snapshot = snapshot
         stats = {k: sum(s[k] for s in stats_list) for k in ("dropped", "nonfinite", "delivered", "crafted_bytes")}
         stats["sent"] = sent_refs
         return stats
@@ -226,7 +250,7 @@ class RayBackend:
                     state = PeerGroup(self.world, range(self.world.n_peers)).state_dict()
                 ray.get([a.load_state_dict.remote(state) for a in self.actors])
                 return
-            except ray.exceptions.RayActorError:
+            except _actor_errors():
                 if time.time() > deadline:
                     raise
                 time.sleep(0.5)

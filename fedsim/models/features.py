@@ -102,6 +102,18 @@ def normalise_pretrain(pretrain: Optional[dict]) -> dict:
     return settings
 
 
+def resolved_backbone_args(backbone: str, backbone_args: dict) -> dict:
+    """The backbone's arguments with its defaults filled in, so that a change of a
+    default in the code also changes the cache key."""
+    import inspect
+    from fedsim.registry import lookup
+    params = inspect.signature(lookup("backbones", backbone)).parameters.values()
+    resolved = {p.name: p.default for p in params
+                if p.default is not inspect.Parameter.empty and p.kind is not inspect.Parameter.VAR_KEYWORD}
+    resolved.update(backbone_args)
+    return resolved
+
+
 def feature_key(dataset, public_idx, backbone: str, backbone_args: dict, pretrain: dict, seed: int) -> str:
     """SHA-256 of the canonical JSON of every input that determines the features."""
     public = np.sort(np.asarray(public_idx, dtype=np.int64))
@@ -109,7 +121,7 @@ def feature_key(dataset, public_idx, backbone: str, backbone_args: dict, pretrai
         "format": CACHE_FORMAT,
         "dataset": {"name": dataset.name, "fingerprint": dataset_fingerprint(dataset)},
         "public_idx": hashlib.sha256(public.tobytes()).hexdigest(),
-        "backbone": {"name": backbone, "args": _canonical(dict(backbone_args))},
+        "backbone": {"name": backbone, "args": _canonical(resolved_backbone_args(backbone, backbone_args))},
         "pretrain": _canonical(normalise_pretrain(pretrain)),
         "seed": int(seed),
         "torch": torch.__version__,
