@@ -74,6 +74,7 @@ class Model(_Strict):
     backbone: str = "cnn"
     backbone_args: dict[str, Any] = Field(default_factory=dict)
     head: str = "linear"
+    head_init: Literal["random", "public"] = "random"
     pretrain: Pretrain = Field(default_factory=Pretrain)
 
 
@@ -83,6 +84,7 @@ class Training(_Strict):
     local_steps: int = Field(10, ge=1)
     batch_size: int = Field(32, ge=1)
     weight_decay: float = Field(0.0, ge=0)
+    missing_class_scale: float = Field(1.0, ge=0, le=1)
 
 
 class Topology(_Strict):

@@ -60,6 +60,15 @@ class PeerGroup:
         pdef = s.privacy.defense if s.privacy is not None else None
         self.privacy = create("privacy_defenses", pdef.name, **pdef.args) if pdef and pdef.name != "none" else None
         self._row_of = {int(g): r for r, g in enumerate(self.ids)}
+        # FedRS (Li & Zhan, KDD 2021): logits of classes a peer does not hold are scaled
+        # by missing_class_scale during local training (1 = plain softmax).
+        self.logit_scale = None
+        if s.training.missing_class_scale != 1.0:
+            scale = torch.full((n, world.n_classes), float(s.training.missing_class_scale))
+            for r, peer in enumerate(self.ids):
+                held = world.peers.classes[int(peer)]
+                scale[r, held] = 1.0
+            self.logit_scale = scale
 
     # ------------------------------------------------------------------ training
     def train(self, round_: int) -> torch.Tensor:
@@ -75,7 +84,7 @@ class PeerGroup:
         labels = labels.view(len(self.ids), t.local_steps, t.batch_size)
         active = (counts > 0).to(self.heads.dtype)[:, None, None]
         for step in range(t.local_steps):
-            _, grad = self.head_fn.loss_and_grad(self.heads, feats[:, step], labels[:, step])
+            _, grad = self.head_fn.loss_and_grad(self.heads, feats[:, step], labels[:, step], self.logit_scale)
             if t.weight_decay:
                 grad = grad + t.weight_decay * self.heads
             self.heads -= active * self._step(grad)

@@ -109,7 +109,7 @@ def build_world(s: Scenario, schedule: Schedule, keep_images: bool = False) -> W
     from fedsim.data.datasets import load_dataset
     from fedsim.data.partition import local_test_split, partition, split_public
     from fedsim.models.features import compute_features, prepare_features
-    from fedsim.models.heads import init_head
+    from fedsim.models.heads import fit_head, init_head
 
     t0 = time.perf_counter()
     dataset = load_dataset(s.data.dataset, root=s.data.root, seed=s.seed,
@@ -183,10 +183,15 @@ def build_world(s: Scenario, schedule: Schedule, keep_images: bool = False) -> W
             backdoor_features = backdoor_features[:s.eval_samples]
 
     honest = [i for i in range(n) if i not in set(byzantine)]
+    if s.model.head_init == "public" and len(public_idx):
+        public = torch.as_tensor(np.asarray(public_idx, dtype=np.int64))
+        first_head = fit_head(fs.train_features[public], labels_all[public], dataset.n_classes, s.model.head)
+    else:
+        first_head = init_head(dataset.n_classes, features.shape[1], s.seed)
     world = World(
         scenario=s, n_peers=n, n_classes=dataset.n_classes, feature_dim=features.shape[1],
         features=features.contiguous(), peers=peers, test_features=test_features.contiguous(),
-        test_labels=test_labels, init_head=init_head(dataset.n_classes, features.shape[1], s.seed),
+        test_labels=test_labels, init_head=first_head,
         byzantine_ids=byzantine, curious_ids=curious, honest_ids=honest,
         image_shape=tuple(dataset.image_shape), backdoor_features=backdoor_features,
         backdoor_target=backdoor_target,

@@ -65,18 +65,23 @@ class Head:
     def predict(self, logits: torch.Tensor) -> torch.Tensor:
         return logits.argmax(dim=-1)
 
-    def loss_and_grad(self, head: torch.Tensor, features: torch.Tensor,
-                      labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def loss_and_grad(self, head: torch.Tensor, features: torch.Tensor, labels: torch.Tensor,
+                      logit_scale: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Mean loss over the batch and its gradient w.r.t. the head.
 
         ``head [..., C, D+1]``, ``features [..., B, D]``, ``labels [..., B]``
         -> ``(loss [...], grad [..., C, D+1])`` with
-        ``grad = dL/dz^T [x, 1] / B``.
+        ``grad = dL/dz^T [x, 1] / B``. ``logit_scale [..., C]`` multiplies each class's
+        logit before the loss (FedRS's restricted softmax), and so its gradient.
         """
         x1 = with_bias_column(features)
         logits = x1 @ head.transpose(-1, -2)
+        if logit_scale is not None:
+            logits = logits * logit_scale.unsqueeze(-2)
         per_sample = self.loss(logits, labels)
         dz = self.logit_grad(logits, labels) / labels.shape[-1]
+        if logit_scale is not None:
+            dz = dz * logit_scale.unsqueeze(-2)
         return per_sample.mean(dim=-1), dz.transpose(-1, -2) @ x1
 
 
@@ -120,3 +125,23 @@ class L2SVMHead(Head):
 def get_head(name: str) -> Head:
     from fedsim.registry import create
     return create("heads", name)
+
+
+def fit_head(features: torch.Tensor, labels: torch.Tensor, n_classes: int, loss: str = "linear",
+             steps: int = 300, lr: float = 0.05, weight_decay: float = 1e-4) -> torch.Tensor:
+    """A head fitted on ``features`` by full-batch Adam (deterministic; no random draws).
+
+    Used for ``model.head_init: public``: the common initial head is the output layer
+    pre-trained on the public split, so every peer starts from a model that already
+    knows all (public) classes, as in transfer learning of the whole network.
+    """
+    head_fn = get_head(loss)
+    head = torch.zeros(n_classes, features.shape[1] + 1)
+    m, v = torch.zeros_like(head), torch.zeros_like(head)
+    for t in range(1, steps + 1):
+        _, grad = head_fn.loss_and_grad(head, features, labels)
+        grad = grad + weight_decay * head
+        m.mul_(0.9).add_(grad, alpha=0.1)
+        v.mul_(0.999).addcmul_(grad, grad, value=0.001)
+        head -= lr * (m / (1 - 0.9 ** t)) / ((v / (1 - 0.999 ** t)).sqrt() + 1e-8)
+    return head
