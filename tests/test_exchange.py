@@ -1,0 +1,72 @@
+"""What an attacker may see, what it costs on the wire, and the training options that
+shape what peers send (FedRS restricted softmax, public-split initial head)."""
+import networkx as nx
+import numpy as np
+import torch
+
+from fedsim import config
+from fedsim.engine import exchange
+from fedsim.engine.peer_group import PeerGroup
+from tests.test_peer_group import make_world
+
+
+def attacked_world(omniscient: bool):
+    world = make_world(n=5)
+    adv = {"count": 1, "omniscient": omniscient, "attack": {"name": "gaussian"}}
+    world.scenario = config.from_dict({**world.scenario.to_dict(), "adversary": adv})
+    world.byzantine_ids, world.honest_ids = [4], [0, 1, 2, 3]
+    return world
+
+
+def test_non_omniscient_attacker_sees_only_what_its_peer_received():
+    # path 0 - 1 - 2 - 3 - 4: Byzantine peer 4 only hears from peer 3
+    graph = nx.path_graph(5)
+    sent = torch.arange(5, dtype=torch.float32)[:, None, None].expand(5, 3, 5).clone()
+    world = attacked_world(omniscient=False)
+    view = exchange.attacker_view(world, graph, 1, sent, [4], sent[[4]], sent[[4]])
+    assert view.observed_ids == [3]
+    assert torch.equal(view.observed, sent[[3]])
+    assert view.observed_by(0) is None and view.graph is None and view.defense is None
+    assert view.receivers == {4: [3]}
+
+
+def test_omniscient_attacker_sees_every_honest_head():
+    graph = nx.path_graph(5)
+    sent = torch.randn(5, 3, 5)
+    view = exchange.attacker_view(attacked_world(omniscient=True), graph, 1, sent, [4], sent[[4]], sent[[4]])
+    assert view.observed_ids == [0, 1, 2, 3] and torch.equal(view.observed, sent[:4])
+
+
+def test_crafted_messages_validated_dropped_and_counted():
+    world = attacked_world(omniscient=False)
+    group = PeerGroup(world, range(5))
+    sent = torch.cat([group.heads.clone(), torch.zeros(1, 3, 5)])
+    neighbours = np.array([[1, 4], [0, 4], [3, -1], [2, -1], [0, 1]])
+    nan_head = torch.full((3, 5), float("nan"))
+    crafted = {(4, 0): torch.zeros(2, 2), (4, 1): nan_head}  # wrong shape -> dropped; NaN -> kept
+    stats = group.aggregate(1, sent, neighbours, torch.full((6,), -1), crafted)
+    assert stats["dropped"] == 1 and stats["nonfinite"] == 1
+    # peer 0 got only peer 1's head (the wrong-shaped one was dropped): mean of two equal heads
+    assert torch.allclose(group.heads[0], world.init_head)
+    assert torch.isnan(group.heads[1]).all()  # the mean defense is not robust: NaN spreads
+
+
+def test_bytes_per_message_counts_the_head_only():
+    world = make_world(n=5, C=3, D=4)
+    assert exchange.message_bytes(world, None) == 3 * 5 * 4
+    graph = nx.complete_graph(5)
+    assert exchange.honest_messages(world, graph) == 20
+
+
+def test_restricted_softmax_leaves_missing_class_rows_untouched():
+    world = make_world(n=2, C=3, D=4)
+    world.peers.classes = [torch.tensor([0, 1]), torch.tensor([0, 1, 2])]
+    s = world.scenario.to_dict()
+    s["training"]["missing_class_scale"] = 0.0
+    world.scenario = config.from_dict(s)
+    group = PeerGroup(world, range(2))
+    start = group.heads.clone()
+    group.train(1)
+    assert torch.equal(group.heads[0, 2], start[0, 2])       # class 2 not held by peer 0: unchanged
+    assert not torch.equal(group.heads[0, 0], start[0, 0])   # held classes learn
+    assert not torch.equal(group.heads[1, 2], start[1, 2])   # peer 1 holds class 2
