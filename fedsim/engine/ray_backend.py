@@ -187,11 +187,16 @@ class RayBackend:
         threads = max(1, cpus // len(self.layout))
         world_ref = self.world_ref = ray.put(world)
         actor_cls = ray.remote(GroupWorker)
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+        # Actors go round-robin over the nodes that have CPUs (soft: Ray may move an
+        # actor elsewhere if its node goes away).
+        nodes = sorted(n["NodeID"] for n in ray.nodes() if n["Alive"] and n["Resources"].get("CPU", 0) > 0)
         self.actors = []
         for k, (role, ids) in enumerate(self.layout):
+            strategy = NodeAffinitySchedulingStrategy(node_id=nodes[k % len(nodes)], soft=True) if nodes else "SPREAD"
             actor = actor_cls.options(
                 name=f"fedsim-{self.run_id}-{role}-{k}", num_cpus=0, max_restarts=-1,
-                scheduling_strategy="SPREAD", max_concurrency=1,
+                scheduling_strategy=strategy, max_concurrency=1,
             ).remote(world_ref, ids, threads, role == "adversary")
             self.actors.append(actor)
         ray.get([a.pid.remote() for a in self.actors])  # actors up before round 1 is timed
