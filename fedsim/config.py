@@ -116,6 +116,7 @@ class Privacy(_Strict):
     curious: Union[int, list[int]] = 1
     rounds: list[int] = Field(default_factory=lambda: [1])
     victims: int = Field(4, ge=1)
+    adaptive: bool = False
     attack: InversionSpec = Field(default_factory=InversionSpec)
     defense: PrivacyDefenseSpec = Field(default_factory=PrivacyDefenseSpec)
 

@@ -18,6 +18,7 @@ class LocalBackend:
         adv = world.scenario.adversary
         self.attack = create("attacks", adv.attack.name, **adv.attack.args) if adv is not None else None
         self.claimed = exchange.claimed_classes(world, self.attack)
+        self.privacy_defense = self.group.privacy
 
     def round(self, round_: int, graph, neighbours) -> dict:
         """Train, send, attack, receive, defend. Returns the round's message counts."""

@@ -203,7 +203,11 @@ class RayBackend:
         self.adversary = self.actors[-1] if byz else None
         self.snapshot = None
         self.graph_refs: dict = {}
+        pdef = world.scenario.privacy.defense if world.scenario.privacy is not None else None
         self.privacy_defense = None
+        if pdef is not None and pdef.name != "none":
+            from fedsim.registry import create
+            self.privacy_defense = create("privacy_defenses", pdef.name, **pdef.args)
 
     def actor_names(self) -> list[str]:
         return [f"fedsim-{self.run_id}-{role}-{k}" for k, (role, _) in enumerate(self.layout)]

@@ -69,7 +69,7 @@ class World:
     info: dict = field(default_factory=dict)
     # Only for gradient inversion: images of the private training rows, and the backbone.
     train_images: Optional[torch.Tensor] = None
-    train_image_rows: Optional[torch.Tensor] = None
+    public_images: Optional[torch.Tensor] = None
     backbone: Any = None
 
     @property
@@ -201,5 +201,6 @@ def build_world(s: Scenario, schedule: Schedule, keep_images: bool = False) -> W
     )
     if keep_images:
         world.train_images = dataset.train_images
+        world.public_images = dataset.train_images[torch.as_tensor(np.asarray(public_idx, dtype=np.int64))]
         world.backbone = fs.backbone
     return world
