@@ -112,6 +112,17 @@ def test_unreachable_address_is_a_user_error(tmp_path, capsys):
     assert (tmp_path / "r" / "config.yaml").exists()  # what was written before is kept
 
 
+def test_curious_peers_on_ray_score_like_local(tmp_path, ray_instance):
+    privacy = {"curious": 1, "victims": 2, "rounds": [2],
+               "attack": {"name": "dlg", "args": {"iterations": 5}}}
+    sc = tiny_scenario(**{"rounds": 2, "privacy": privacy, "training.local_steps": 1,
+                          "training.batch_size": 2})
+    local, _ = fedsim.run(sc, out=tmp_path / "local", progress=False)
+    remote, _ = fedsim.run(dict(sc, backend={"name": "ray", "peers_per_actor": 3}), out=tmp_path / "ray",
+                           progress=False)
+    assert local["privacy"]["per_victim"] == remote["privacy"]["per_victim"]
+
+
 def test_two_node_cluster_places_peers_on_both_nodes(tmp_path):
     from ray.cluster_utils import Cluster
     if ray.is_initialized():
