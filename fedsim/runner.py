@@ -90,18 +90,20 @@ def run(scenario, overrides=None, out=None, resume=None, progress: Optional[bool
     run_dir.create()
     handler = _attach_log(run_dir)
     try:
-        return _run(s, run_dir, resume is not None, progress, build_world)
+        source = str(run_dir.path / "config.yaml") if resume is not None else \
+            (str(scenario) if isinstance(scenario, (str, Path)) else "<scenario>")
+        return _run(s, run_dir, resume is not None, progress, build_world, source)
     finally:
         log.removeHandler(handler)
         handler.close()
 
 
-def _run(s, run_dir: RunDir, resuming: bool, progress, build_world):
+def _run(s, run_dir: RunDir, resuming: bool, progress, build_world, source: str):
     t_start = time.perf_counter()
     if not resuming:
         run_dir.write_config(s.to_dict())
     schedule = Schedule(s.topology.kind, s.topology.n_peers, s.seed, s.topology.args, s.topology.resample_every)
-    world = build_world(s, schedule, keep_images=s.privacy is not None)
+    world = build_world(s, schedule, keep_images=s.privacy is not None, source=source)
     log.info("set-up %.2f s (features %s)", world.info["setup_seconds"],
              "from cache" if world.info["from_cache"] else "computed")
     warnings = []

@@ -107,3 +107,21 @@ def test_overrides_are_yaml_typed(tmp_path):
     s = config.load(path, ["training.lr=0.5", "topology.args={degree: 2}", "model.pretrain.classes=[1, 2]"])
     assert s.training.lr == 0.5 and s.topology.args == {"degree": 2}
     assert s.model.pretrain.classes == [1, 2]
+
+
+@pytest.mark.parametrize("overrides,needles", [
+    (["data.dataset=synthetic", "data.args={n_samples: 500}", "model.backbone=cnn"], ["model:", "identity"]),
+    (["data.dataset=synthetic", "data.args={n_samples: 500}", "model.backbone=identity",
+      "data.partition.min_samples=100"], ["data.partition:", "min_samples"]),
+    (["data.partition.kind=cyclic", "data.partition.classes_per_peer=11"], ["data.partition:"]),
+])
+def test_impossible_data_is_a_user_error_at_run_time(tmp_path, capsys, overrides, needles):
+    path = tmp_path / "bad.yaml"
+    path.write_text(BASE.replace("rounds: 10", "rounds: 1"))
+    argv = ["run", str(path), "--out", str(tmp_path / "r")] + [a for o in overrides for a in ("--set", o)]
+    assert main(argv) == 2
+    line = capsys.readouterr().err.strip().splitlines()[-1]
+    assert line.startswith("error: ") and str(path) in line
+    for needle in needles:
+        assert needle in line, (needle, line)
+    assert (tmp_path / "r" / "config.yaml").exists()

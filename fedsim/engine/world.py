@@ -105,26 +105,48 @@ def choose_roles(s: Scenario, graph) -> tuple[list, list]:
     return byzantine, curious
 
 
-def build_world(s: Scenario, schedule: Schedule, keep_images: bool = False) -> World:
+class _UserErrors:
+    """Turn a ValueError/TypeError raised while building from the scenario's values into a
+    ScenarioError naming the file and key path (a user error: exit 2, no traceback)."""
+
+    def __init__(self, source: str, key: str):
+        self.source, self.key = source, key
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind, exc, tb):
+        from fedsim.config import ScenarioError
+        if kind is not None and issubclass(kind, (ValueError, TypeError)) and not issubclass(kind, ScenarioError):
+            raise ScenarioError(f"{self.source}: {self.key}: {exc}") from None
+        return False
+
+
+def build_world(s: Scenario, schedule: Schedule, keep_images: bool = False, source: str = "<scenario>") -> World:
     from fedsim.data.datasets import load_dataset
     from fedsim.data.partition import local_test_split, partition, split_public
     from fedsim.models.features import compute_features, prepare_features
     from fedsim.models.heads import fit_head, init_head
 
     t0 = time.perf_counter()
-    dataset = load_dataset(s.data.dataset, root=s.data.root, seed=s.seed,
-                           test_fraction=s.data.test_fraction, **s.data.args)
+    with _UserErrors(source, "data"):
+        args = dict(s.data.args)
+        seed = args.pop("seed", s.seed)
+        dataset = load_dataset(s.data.dataset, root=s.data.root, seed=seed,
+                               test_fraction=s.data.test_fraction, **args)
     train_labels_np = dataset.train_labels.numpy()
     public_idx, private_idx = split_public(train_labels_np, s.data.public_fraction, s.seed)
     pretrain = s.model.pretrain.model_dump()
-    fs = prepare_features(dataset, public_idx, backbone=s.model.backbone,
-                          backbone_args=dict(s.model.backbone_args), pretrain=pretrain, seed=s.seed)
+    with _UserErrors(source, "model"):
+        fs = prepare_features(dataset, public_idx, backbone=s.model.backbone,
+                              backbone_args=dict(s.model.backbone_args), pretrain=pretrain, seed=s.seed)
     n = s.topology.n_peers
     part = s.data.partition
     part_args = {"dirichlet": {"alpha": part.alpha, "min_samples": part.min_samples},
                  "shards": {"classes_per_peer": part.classes_per_peer},
                  "cyclic": {"classes_per_peer": part.classes_per_peer}}.get(part.kind, {})
-    groups = partition(part.kind, train_labels_np[private_idx], n, s.seed, **part_args)
+    with _UserErrors(source, "data.partition"):
+        groups = partition(part.kind, train_labels_np[private_idx], n, s.seed, **part_args)
     train_groups, test_groups, classes = [], [], []
     for peer, positions in enumerate(groups):
         idx = private_idx[positions]
