@@ -144,7 +144,7 @@ def test_two_node_cluster_places_peers_on_both_nodes(tmp_path):
         backend = RayBackend(world)
         nodes = set(ray.get([a.node.remote() for a in backend.actors]))
         backend.close()
-        assert len(nodes) == 2
+        assert len(nodes) == 2, (nodes, [(n["NodeID"], n["Alive"], n["Resources"]) for n in ray.nodes()])
         _, remote = fedsim.run(sc, out=tmp_path / "cluster", progress=False)
         _, local = fedsim.run(tiny_scenario(**{"rounds": 3}), out=tmp_path / "local", progress=False)
         same_metrics(rows_of(local), rows_of(remote))

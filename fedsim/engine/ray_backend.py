@@ -191,6 +191,12 @@ class RayBackend:
         # Actors go round-robin over the nodes that have CPUs (soft: Ray may move an
         # actor elsewhere if its node goes away).
         nodes = sorted(n["NodeID"] for n in ray.nodes() if n["Alive"] and n["Resources"].get("CPU", 0) > 0)
+        # A node that joined moments ago may be known to the GCS before the scheduler
+        # sees its resources; a soft affinity would then fall back to another node.
+        wanted = sum(n["Resources"].get("CPU", 0) for n in ray.nodes() if n["Alive"])
+        deadline = time.time() + 10
+        while ray.available_resources().get("CPU", 0) < wanted and time.time() < deadline:
+            time.sleep(0.2)
         self.actors = []
         for k, (role, ids) in enumerate(self.layout):
             strategy = NodeAffinitySchedulingStrategy(node_id=nodes[k % len(nodes)], soft=True) if nodes else "SPREAD"
@@ -219,15 +225,20 @@ class RayBackend:
             self.graph_refs = {key: (ray.put(graph), ray.put(neighbours))}
         return self.graph_refs[key]
 
-    def round(self, round_: int, graph, neighbours) -> dict:
-        for attempt in range(5):
+    def _retrying(self, what: str, call):
+        """Run ``call()``; when an actor died meanwhile, restore every actor from the last
+        round snapshot and run it again (the same numbers come out: draws are keyed)."""
+        for _ in range(5):
             try:
-                return self._round(round_, graph, neighbours)
+                return call()
             except _actor_errors() as exc:
-                log.warning("warning: an actor died in round %d (%s); restoring the round snapshot",
-                            round_, type(exc).__name__)
+                log.warning("warning: an actor died during %s (%s); restoring the round snapshot",
+                            what, type(exc).__name__)
                 self._restore()
-        raise RuntimeError(f"round {round_} failed five times: actors keep dying")
+        raise RuntimeError(f"{what} failed five times: actors keep dying")
+
+    def round(self, round_: int, graph, neighbours) -> dict:
+        return self._retrying(f"round {round_}", lambda: self._round(round_, graph, neighbours))
 
     def _round(self, round_, graph, neighbours) -> dict:
         ray = _ray()
@@ -274,6 +285,9 @@ class RayBackend:
         return torch.stack([out[int(i)] for i in ids])
 
     def evaluate(self, features, labels, backdoor=None, target=None) -> dict:
+        return self._retrying("evaluate", lambda: self._evaluate(features, labels, backdoor, target))
+
+    def _evaluate(self, features, labels, backdoor=None, target=None) -> dict:
         ray = _ray()
         refs = [ray.put(x) for x in (features, labels, backdoor)]
         parts = ray.get([a.evaluate.remote(refs[0], refs[1], refs[2], target) for a in self.actors])
@@ -287,6 +301,9 @@ class RayBackend:
         return out
 
     def consensus_distance(self) -> float:
+        return self._retrying("consensus_distance", lambda: self._consensus_distance())
+
+    def _consensus_distance(self) -> float:
         ray = _ray()
         sums = ray.get([a.honest_sum.remote() for a in self.actors])
         count = sum(c for _, c in sums)
@@ -296,6 +313,9 @@ class RayBackend:
         return float(dists.mean())
 
     def heads(self) -> torch.Tensor:
+        return self._retrying("heads", self._heads)
+
+    def _heads(self) -> torch.Tensor:
         ray = _ray()
         C, P = self.world.init_head.shape
         out = torch.zeros(self.world.n_peers, C, P)
@@ -304,6 +324,9 @@ class RayBackend:
         return out
 
     def state_dict(self) -> dict:
+        return self._retrying("state_dict", self._state_dict)
+
+    def _state_dict(self) -> dict:
         ray = _ray()
         refs = self.snapshot or [a.state_dict.remote() for a in self.actors]
         return merge_states(ray.get(refs))
