@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import argparse
 
-import torch
 
 from fedsim import config
 from fedsim.engine.world import build_world

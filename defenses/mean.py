@@ -1,7 +1,6 @@
 """Plain averaging (decentralized FedAvg / gossip averaging)."""
 from __future__ import annotations
 
-import torch
 
 from defenses.base import Defense
 from fedsim.registry import register

@@ -27,7 +27,7 @@ import torch
 from fedsim import rng
 from fedsim.engine.peer_group import batch_positions
 from fedsim.engine.world import World
-from fedsim.registry import create, lookup
+from fedsim.registry import create
 
 log = logging.getLogger("fedsim")
 
@@ -74,9 +74,6 @@ class PrivacyRecorder:
         pdef = self.config.defense
         self.defense = create("privacy_defenses", pdef.name, **pdef.args) if pdef.name != "none" else None
 
-    def _heads_now(self, backend) -> torch.Tensor:
-        return backend.heads()
-
     def record(self, round_: int, graph, sent, backend) -> None:
         w = self.world
         if round_ in self.rounds:
@@ -91,7 +88,7 @@ class PrivacyRecorder:
                     self.records.append({"curious": c, "victim": v, "round": round_, "end_head": head.clone(),
                                          "start_estimate": estimate.clone(), "true_start": true_start.clone()})
         if round_ + 1 in self.rounds:
-            heads = self._heads_now(backend)
+            heads = backend.heads()
             for c in w.curious_ids:
                 self.start_estimates[(c, round_ + 1)] = heads[c].clone()
                 for v in graph.adj[c]:

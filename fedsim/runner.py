@@ -8,7 +8,6 @@ import time
 from pathlib import Path
 from typing import Optional
 
-import numpy as np
 
 from fedsim import config as cfg
 from fedsim.results import RunDir, default_dir

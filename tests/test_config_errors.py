@@ -1,7 +1,6 @@
 """Malformed scenarios: each ends in one `error:` line naming the file and key path, exit 2."""
 import subprocess
 import sys
-import textwrap
 
 import pytest
 

@@ -5,7 +5,7 @@ import torch
 from fedsim import config, rng
 from fedsim.engine.peer_group import PeerGroup
 from fedsim.engine.world import PeerData, World
-from fedsim.models.heads import SoftmaxHead, head_logits, init_head
+from fedsim.models.heads import head_logits, init_head
 
 
 def make_world(optimizer="sgd", defense="mean", n=5, C=3, D=4, seed=0):

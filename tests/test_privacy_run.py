@@ -1,8 +1,5 @@
 """Curious peers end to end: recording, reconstruction, scoring, plot, sender-side defense."""
-import json
 
-import pytest
-import torch
 
 import fedsim
 from tests.conftest import tiny_scenario

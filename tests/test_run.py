@@ -1,6 +1,5 @@
 """Whole runs on the local backend: run directory, determinism, resume after a kill, cache."""
 import json
-import os
 import signal
 import subprocess
 import sys

@@ -2,7 +2,6 @@
 attacker may observe, what Byzantine senders craft, and what the wire costs."""
 from __future__ import annotations
 
-import numpy as np
 import torch
 
 from fedsim import rng
@@ -68,6 +67,3 @@ def crafted_bytes(crafted: dict) -> int:
     return int(sum(obj.numel() * obj.element_size() for obj in crafted.values()
                    if isinstance(obj, torch.Tensor)))
 
-
-def neighbours_for(nbr: np.ndarray, ids: np.ndarray) -> np.ndarray:
-    return nbr[ids]

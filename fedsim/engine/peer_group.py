@@ -7,7 +7,6 @@ Ray actors) and how the heads each group sends reach the others.
 """
 from __future__ import annotations
 
-import math
 from typing import Optional
 
 import numpy as np

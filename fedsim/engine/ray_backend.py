@@ -215,9 +215,6 @@ class RayBackend:
             from fedsim.registry import create
             self.privacy_defense = create("privacy_defenses", pdef.name, **pdef.args)
 
-    def actor_names(self) -> list[str]:
-        return [f"fedsim-{self.run_id}-{role}-{k}" for k, (role, _) in enumerate(self.layout)]
-
     def _graph_refs(self, graph, neighbours):
         key = id(neighbours)
         if key not in self.graph_refs:

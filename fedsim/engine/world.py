@@ -18,7 +18,7 @@ import torch
 
 from fedsim import rng
 from fedsim.config import Scenario, adversary_count
-from fedsim.registry import create, lookup
+from fedsim.registry import create
 from fedsim.topology import Schedule
 
 log = logging.getLogger("fedsim")
