@@ -102,3 +102,22 @@ def test_list_names(capsys):
     assert main(["list", "defenses"]) == 0
     names = capsys.readouterr().out.split()
     assert "mean" in names and "median" in names
+
+
+def test_disconnected_honest_subgraph_is_a_warning_in_log_and_summary(tmp_path):
+    # ring of 8: Byzantine peers 0 and 4 cut the honest peers into {1, 2, 3} and {5, 6, 7}
+    sc = tiny_scenario(**{"rounds": 1, "topology": {"kind": "ring", "n_peers": 8},
+                          "adversary": {"ids": [0, 4], "attack": {"name": "sign_flip"}}})
+    summary, run_dir = fedsim.run(sc, out=tmp_path / "r", progress=False)
+    assert summary["byzantine_ids"] == [0, 4]
+    assert any("disconnected (2 components)" in w for w in summary["warnings"])
+    assert "disconnected" in (run_dir / "run.log").read_text()
+
+
+def test_backdoor_reports_attack_success_rate(tmp_path):
+    sc = tiny_scenario(**{"rounds": 2, "adversary": {"count": 2, "attack": {"name": "backdoor",
+                                                                              "args": {"target": 0}}}})
+    summary, run_dir = fedsim.run(sc, out=tmp_path / "r", progress=False)
+    rows = rows_of(run_dir)
+    assert all(0.0 <= r["attack_success_rate"] <= 1.0 for r in rows)
+    assert summary["attack"] == "backdoor" and summary["n_byzantine"] == 2
