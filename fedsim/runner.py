@@ -171,12 +171,12 @@ def _run(s, run_dir: RunDir, resuming: bool, progress, build_world, source: str)
                     state["privacy"] = privacy.state_dict()
                 run_dir.save_checkpoint(r, state)
             bar.update(r, s.rounds, acc, time.perf_counter() - t_round)
+        loop_seconds = elapsed_before + time.perf_counter() - t_loop  # before shutting the backend down
     finally:
         bar.close()
         backend.close()
 
-    summary = make_summary(s, world, rows, totals, warnings, elapsed_before + time.perf_counter() - t_loop,
-                           time.perf_counter() - t_start)
+    summary = make_summary(s, world, rows, totals, warnings, loop_seconds, time.perf_counter() - t_start)
     if privacy is not None:
         summary["privacy"] = privacy.finish(run_dir)
     run_dir.write_summary(summary)
