@@ -63,6 +63,38 @@ def generator_for(world: World, attack_seed: int):
     return generator
 
 
+def adaptive_transform(defense, seed: int, victim: int, round_: int):
+    """What the adaptive attacker (``privacy.adaptive``) applies to its dummy update: the
+    sender's defense as far as the attacker can know it, as a *deterministic* function.
+
+    The sender's random draws (the DP noise, the stochastic-rounding uniforms) are
+    secret and independent of the attacker's. Replaying the defense with a fresh draw
+    at every evaluation of the matching loss (what this module did before) makes the
+    loss itself random: for ``dp_gaussian`` the dummy's own noise is larger than its
+    signal (noise norm ``noise_multiplier * clip * sqrt(numel)``), so the "adaptive"
+    attacker did worse than the oblivious one, and DLG's L-BFGS line search stopped at
+    once on the inconsistent values. So the attacker replays the transform's
+    expectation over the sender's randomness (for a given ``delta``):
+
+    - ``dp_gaussian``: ``E[clip(delta) + N(0, s^2)] = clip(delta)`` (the noise is zero-mean);
+    - ``quantize``: QSGD's rounding is unbiased, ``E[Q(delta)] = delta``: the identity;
+    - ``topk`` (deterministic): the transform itself.
+
+    Dispatch is by registered name (fedsim does not import ``defenses``). A defense not
+    listed here is replayed with one fixed draw (a generator reseeded
+    from ``(seed, victim, round, "adaptive")`` at every call), so the loss stays a
+    deterministic function of the dummy.
+    """
+    name = getattr(defense, "name", None)
+    if name == "dp_gaussian":   # the clipping of defenses.privacy.clip_by_norm, without the noise
+        return lambda delta: delta * (defense.clip / torch.linalg.vector_norm(delta).clamp(min=defense.clip))
+    if name == "quantize":
+        return None
+    if name == "topk":
+        return lambda delta: defense.apply(delta)
+    return lambda delta: defense.apply(delta, rng.generator(seed, victim, round_, "adaptive"))
+
+
 class PrivacyRecorder:
     def __init__(self, world: World):
         self.world = world
@@ -115,8 +147,7 @@ class PrivacyRecorder:
         for k, rec in enumerate(self.records):
             transform = None
             if p.adaptive and self.defense is not None:
-                g = rng.generator(w.seed, rec["victim"], rec["round"], "adaptive")
-                transform = lambda delta, g=g: self.defense.apply(delta, g)  # noqa: E731
+                transform = adaptive_transform(self.defense, w.seed, rec["victim"], rec["round"])
             update = VictimUpdate(start_head=rec["start_estimate"], end_head=rec["end_head"],
                                   local_steps=t.local_steps, batch_size=t.batch_size, lr=t.lr,
                                   optimizer=t.optimizer, loss=w.scenario.model.head, n_classes=w.n_classes,
