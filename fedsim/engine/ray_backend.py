@@ -110,7 +110,7 @@ class GroupWorker:
         C, P = self.group.heads.shape[1:]
         sent_all = torch.zeros(w.n_peers + 1, C, P)
         for ids, heads in ray.get(list(sent_refs)):
-            sent_all[torch.as_tensor(ids)] = heads
+            sent_all[torch.as_tensor(np.array(ids))] = heads
         return sent_all
 
     def craft(self, round_: int, sent_refs, graph) -> dict:
@@ -317,7 +317,7 @@ class RayBackend:
         C, P = self.world.init_head.shape
         out = torch.zeros(self.world.n_peers, C, P)
         for ids, heads in ray.get([a.heads.remote() for a in self.actors]):
-            out[torch.as_tensor(ids)] = heads
+            out[torch.as_tensor(np.array(ids))] = heads
         return out
 
     def state_dict(self) -> dict:
