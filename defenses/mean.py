@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 
+import torch
+
 from defenses.base import Defense
 from fedsim.registry import register
 
@@ -20,6 +22,7 @@ class Mean(Defense):
         return (own + received.sum(dim=0)) / (1 + received.shape[0])
 
     def aggregate_group(self, own, received, mask, ctxs=None):
-        weights = mask.to(received.dtype)[:, :, None, None]
-        total = own + (received * weights).sum(dim=1)
-        return total / (1.0 + weights.sum(dim=1))
+        keep = mask[:, :, None, None]
+        # where(), not a product with the mask: padding may hold anything, NaN included.
+        total = own + torch.where(keep, received, torch.zeros((), dtype=received.dtype)).sum(dim=1)
+        return total / (1.0 + keep.to(received.dtype).sum(dim=1))
