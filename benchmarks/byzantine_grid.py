@@ -38,7 +38,9 @@ DEFENSE_ARGS: dict[str, dict] = {
     # Bulyan needs n >= 4f + 3: with n = 20 candidates the largest such f is 4, one
     # fewer than the 5 Byzantine neighbours.
     "bulyan": {"f": 4},
-    "clipped_gossip": {},               # adaptive radius, f = 1 (authors' code)
+    # Adaptive radius clipping the f farthest neighbours: f = 5 Byzantine neighbours
+    # (the default f = 1 of the authors' code clips one and passes the other four).
+    "clipped_gossip": {"f": 5},
     "mozi": {},                         # rho 0.5, alpha 0.5
     "balance": {"total_rounds": None},  # filled with --rounds
 }

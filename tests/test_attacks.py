@@ -372,6 +372,30 @@ def test_bristle_evasion_keeps_familiar_rows_and_poisons_foreign_rows():
     assert torch.equal(negated[2:, -1], receiver[2:, -1]) and torch.equal(negated[:2], receiver[:2])
 
 
+def test_bristle_evasion_estimates_familiar_classes_from_row_moves():
+    # From a pre-trained start the biases say nothing: the bias rule (mean bias 0.2)
+    # picks {0, 3}, but local training moved rows 1 and 2. Row moves ||head - reference||:
+    # [1e-3, 0.5, 0.2, 0], mean 0.17525 -> {1, 2}; the 3 largest moves -> {0, 1, 2}.
+    reference = torch.tensor([[0.0, 0.9], [0.0, -0.5], [0.0, -0.4], [0.0, 0.8]])
+    head = reference + torch.tensor([[1e-3, 0.0], [0.3, 0.4], [0.0, 0.2], [0.0, 0.0]])
+    assert estimate_familiar(head).tolist() == [True, False, False, True]
+    assert estimate_familiar(head, reference=reference).tolist() == [False, True, True, False]
+    top_three = estimate_familiar(head, familiar_count=3, reference=reference)
+    assert top_three.tolist() == [True, True, True, False]
+    # craft: the reference is the sender's previous head, the count its own class count
+    # (2 here, from honest_claimed_classes): rows 1, 2 kept, rows 0 and 3 swapped.
+    view = make_view(head.unsqueeze(0), [3], reference.unsqueeze(0), previous=reference.unsqueeze(0),
+                     receivers={10: [3]})
+    view.honest_claimed_classes = {10: 2}
+    sent = get_attack("bristle_evasion").craft(view)[(10, 3)]
+    assert torch.equal(sent[1:3], head[1:3])
+    assert torch.equal(sent[0], head[3]) and torch.equal(sent[3], head[0])
+    # with a claimed count of 1 only the largest move (row 1) is kept
+    view.honest_claimed_classes = {10: 1}
+    sent = get_attack("bristle_evasion").craft(view)[(10, 3)]
+    assert torch.equal(sent[1], head[1]) and not torch.equal(sent[2], head[2])
+
+
 def test_bristle_evasion_claims_a_class_count():
     assert get_attack("bristle_evasion").claimed_num_classes(3, 4) == 4
     assert get_attack("bristle_evasion", claim_classes=10).claimed_num_classes(3, 4) == 10
