@@ -9,7 +9,7 @@ import argparse
 
 
 from fedsim import config
-from fedsim.engine.world import build_world
+from fedsim.world import build_world
 from fedsim.models.heads import fit_head, get_head, head_logits
 from fedsim.topology import Schedule
 

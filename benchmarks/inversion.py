@@ -113,7 +113,7 @@ def reference_scores(dataset: str, trials: int = 64) -> str:
     import torch
     from attacks.inversion.score import match_images
     from fedsim import config
-    from fedsim.engine.world import build_world
+    from fedsim.world import build_world
     from fedsim.privacy import generator_for
     from fedsim.privacy_metrics import psnr, ssim
     from fedsim.topology import Schedule

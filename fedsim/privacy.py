@@ -26,7 +26,7 @@ import torch
 
 from fedsim import rng
 from fedsim.engine.peer_group import batch_positions
-from fedsim.engine.world import World
+from fedsim.world import World
 from fedsim.registry import create
 
 log = logging.getLogger("fedsim")
@@ -86,7 +86,7 @@ def adaptive_transform(defense, seed: int, victim: int, round_: int):
     deterministic function of the dummy.
     """
     name = getattr(defense, "name", None)
-    if name == "dp_gaussian":   # the clipping of defenses.privacy.clip_by_norm, without the noise
+    if name == "dp_gaussian":   # the clipping of defenses.privacy.transforms.clip_by_norm, without the noise
         return lambda delta: delta * (defense.clip / torch.linalg.vector_norm(delta).clamp(min=defense.clip))
     if name == "quantize":
         return None

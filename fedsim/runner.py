@@ -76,7 +76,7 @@ def run(scenario, overrides=None, out=None, resume=None, progress: Optional[bool
     (default ``runs/<name>-<timestamp>`` or ``output.dir``). ``resume``: a run
     directory whose run was interrupted; it continues from its last checkpoint.
     """
-    from fedsim.engine.world import build_world
+    from fedsim.world import build_world
 
     if resume is not None:
         run_dir = RunDir(resume)

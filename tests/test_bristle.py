@@ -6,7 +6,7 @@ import torch
 from sklearn.metrics import f1_score
 
 from defenses import get_defense
-from defenses.bristle import (certainty, class_scores, distance_thirds, draw_counts,
+from defenses.aggregation.bristle import (certainty, class_scores, distance_thirds, draw_counts,
                               f1_per_class, familiar_weights, foreign_weights, integrate,
                               local_test_subset, prioritize, select_classes)
 from fedsim.engine.messages import PeerContext

@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from defenses import get_defense
-from defenses.balance import balance_threshold
-from defenses.foolsgold import HISTORY_KEY, foolsgold_weights
+from defenses.aggregation.balance import balance_threshold
+from defenses.aggregation.foolsgold import HISTORY_KEY, foolsgold_weights
 from fedsim.engine.messages import PeerContext
 
 NAN, INF = float("nan"), float("inf")

@@ -4,7 +4,7 @@ import torch
 
 from fedsim import config, rng
 from fedsim.engine.peer_group import PeerGroup
-from fedsim.engine.world import PeerData, World
+from fedsim.world import PeerData, World
 from fedsim.models.heads import head_logits, init_head
 
 

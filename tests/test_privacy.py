@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from defenses.privacy import DPGaussian, NoPrivacy, StochasticQuantization, TopK
+from defenses.privacy.transforms import DPGaussian, NoPrivacy, StochasticQuantization, TopK
 from fedsim.privacy_metrics import feature_cosine, psnr, ssim
 from fedsim.registry import create, names
 

@@ -2,7 +2,7 @@
 a deterministic function of the dummy update, the expectation over the sender's secret draws."""
 import torch
 
-from defenses.privacy import DPGaussian, PrivacyDefense, StochasticQuantization, TopK
+from defenses.privacy.transforms import DPGaussian, PrivacyDefense, StochasticQuantization, TopK
 from fedsim.privacy import adaptive_transform
 
 

@@ -137,7 +137,7 @@ def test_two_node_cluster_places_peers_on_both_nodes(tmp_path):
                                                       "address": cluster.address}})
         from fedsim.config import from_dict
         from fedsim.engine.ray_backend import RayBackend
-        from fedsim.engine.world import build_world
+        from fedsim.world import build_world
         from fedsim.topology import Schedule
         s = from_dict(sc)
         world = build_world(s, Schedule(s.topology.kind, 8, 0, s.topology.args))

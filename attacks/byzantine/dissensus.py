@@ -34,7 +34,7 @@ class Dissensus(Attack):
     so that the Byzantine terms cancel ``epsilon`` times the honest pull towards
     consensus: ``epsilon = 1`` freezes ``i`` where it is, ``epsilon > 1`` pushes it away
     from its neighbours (as in the authors' reference implementation). Weights are
-    uniform (this simulator's gossip average, ``defenses.mean``, weighs every neighbour
+    uniform (this simulator's gossip average, ``defenses.aggregation.mean``, weighs every neighbour
     the same), so they cancel. ``x_i`` is the receiver's own head this round
     (``view.observed_by(i)``). Honest neighbours come from the graph when the attack
     knows the topology (those whose heads it observed); without the graph it takes every

@@ -6,7 +6,7 @@ import torch
 
 from fedsim import rng
 from fedsim.engine.messages import AttackerView
-from fedsim.engine.world import World
+from fedsim.world import World
 
 
 def observed_senders(world: World, graph, omniscient: bool) -> list[int]:

@@ -5,7 +5,7 @@ import torch
 
 from fedsim.engine import exchange
 from fedsim.engine.peer_group import PeerGroup
-from fedsim.engine.world import World
+from fedsim.world import World
 from fedsim.registry import create
 
 

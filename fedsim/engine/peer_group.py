@@ -14,7 +14,7 @@ import torch
 
 from fedsim import rng
 from fedsim.engine.messages import PeerContext
-from fedsim.engine.world import World
+from fedsim.world import World
 from fedsim.models.heads import head_logits
 from fedsim.registry import create
 

@@ -32,7 +32,7 @@ import numpy as np
 import torch
 
 from fedsim.engine import exchange
-from fedsim.engine.world import World
+from fedsim.world import World
 
 log = logging.getLogger("fedsim")
 

@@ -11,8 +11,8 @@ from typing import Optional
 import torch
 
 from defenses.base import Defense
-from defenses.robust_common import candidates_with_own, check_count
-from defenses.robust_coordinate import coordinate_median
+from defenses.aggregation.common import candidates_with_own, check_count
+from defenses.aggregation.coordinate import coordinate_median
 from fedsim.registry import register
 
 # ----------------------------------------------------------------- pure functions
@@ -151,7 +151,7 @@ class Bulyan(Defense):
     the candidates not yet selected); then per coordinate ``p`` the merged value is
     ``(1/beta) * sum_{x in M_p} x[p]`` where ``M_p`` are the ``beta = theta - 2f``
     selected values closest to their coordinate-wise median (median of an even count:
-    mean of the two middle values, as in :class:`~defenses.robust_coordinate.CoordinateMedian`).
+    mean of the two middle values, as in :class:`~defenses.aggregation.coordinate.CoordinateMedian`).
 
     Fallback: the paper requires ``n >= 4f + 3``; with fewer candidates ``theta`` and
     ``beta`` are clamped to at least 1 (each inner Krum uses its own small-``n``

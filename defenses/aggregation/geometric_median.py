@@ -4,8 +4,8 @@ from __future__ import annotations
 import torch
 
 from defenses.base import Defense
-from defenses.robust_common import candidates_with_own, check_count, check_positive
-from defenses.robust_coordinate import coordinate_median
+from defenses.aggregation.common import candidates_with_own, check_count, check_positive
+from defenses.aggregation.coordinate import coordinate_median
 from fedsim.registry import register
 
 

@@ -12,7 +12,7 @@ from typing import Optional
 import torch
 
 from defenses.base import Defense
-from defenses.robust_common import (candidates_with_own, check_count, check_positive,
+from defenses.aggregation.common import (candidates_with_own, check_count, check_positive,
                                     finite_received, group_valid, zero_invalid)
 from fedsim.registry import register
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 
 from defenses.base import Defense
-from defenses.loss_filters import drop_nonfinite
+from defenses.aggregation.loss_filters import drop_nonfinite
 from fedsim.registry import register
 
 

@@ -7,7 +7,7 @@ from typing import Optional
 import torch
 
 from defenses.base import Defense
-from defenses.loss_filters import blend_with_own, drop_nonfinite
+from defenses.aggregation.loss_filters import blend_with_own, drop_nonfinite
 from fedsim.registry import register
 
 

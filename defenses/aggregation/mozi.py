@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from defenses.base import Defense
-from defenses.loss_filters import (blend_with_own, check_rho_alpha, drop_nonfinite,
+from defenses.aggregation.loss_filters import (blend_with_own, check_rho_alpha, drop_nonfinite,
                                    require_training_data, two_stage_accepted)
 from fedsim.registry import register
 
