@@ -64,3 +64,25 @@ def generator(seed: int, peer_id: int, round_: int, purpose: str) -> torch.Gener
 
 def numpy_rng(seed: int, peer_id: int, round_: int, purpose: str) -> np.random.Generator:
     return np.random.default_rng(seed_for(seed, peer_id, round_, purpose))
+
+
+# ------------------------------------------------------------------ whole-run draws
+# Set-up draws made once per run as one sequence, not keyed per peer and round: the
+# public split and the partitions draw from one numpy generator seeded by the
+# scenario seed; each peer's local test split and each topology period get a seed
+# derived from the scenario seed by a fixed affine map (the constants are primes kept
+# from the first release, so earlier runs stay reproducible).
+
+def sequence(seed: int) -> np.random.Generator:
+    """The numpy generator of a set-up draw made as one sequence: ``default_rng(seed)``."""
+    return np.random.default_rng(seed)
+
+
+def local_test_seed(seed: int, peer: int) -> int:
+    """Seed of peer ``peer``'s local test split: ``seed + 1000003 * (peer + 1)``."""
+    return seed + 1000003 * (peer + 1)
+
+
+def topology_seed(seed: int, period: int) -> int:
+    """Seed of the graph of schedule period ``period``: ``seed + 7919 * period``."""
+    return seed + 7919 * period

@@ -13,6 +13,7 @@ from pathlib import Path
 import networkx as nx
 import numpy as np
 
+from fedsim import rng
 from fedsim.registry import lookup, register
 
 
@@ -129,7 +130,8 @@ def build(kind: str, n_peers: int, seed: int, args: dict) -> nx.Graph:
 
 class Schedule:
     """The graph of each round: one static graph, or a new draw of the same kind every
-    ``resample_every`` rounds (period p = (round-1) // resample_every, seed + p)."""
+    ``resample_every`` rounds (period p = (round-1) // resample_every; its graph is built
+    from ``fedsim.rng.topology_seed(seed, p)``)."""
 
     def __init__(self, kind: str, n_peers: int, seed: int, args: dict, resample_every: int = 0):
         self.kind, self.n_peers, self.seed, self.args = kind, n_peers, seed, dict(args)
@@ -142,7 +144,7 @@ class Schedule:
     def graph(self, round_: int) -> nx.Graph:
         p = self.period(round_)
         if p not in self._cache:
-            self._cache = {p: build(self.kind, self.n_peers, self.seed + 7919 * p, self.args)}
+            self._cache = {p: build(self.kind, self.n_peers, rng.topology_seed(self.seed, p), self.args)}
         return self._cache[p]
 
 

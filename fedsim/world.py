@@ -150,7 +150,8 @@ def build_world(s: Scenario, schedule: Schedule, keep_images: bool = False, sour
     train_groups, test_groups, classes = [], [], []
     for peer, positions in enumerate(groups):
         idx = private_idx[positions]
-        tr, te, cl = local_test_split(idx, train_labels_np, s.data.test_per_class, s.seed + 1000003 * (peer + 1))
+        tr, te, cl = local_test_split(idx, train_labels_np, s.data.test_per_class,
+                                     rng.local_test_seed(s.seed, peer))
         train_groups.append(np.asarray(tr, dtype=np.int64))
         test_groups.append(np.asarray(te, dtype=np.int64))
         classes.append(torch.as_tensor(np.asarray(cl, dtype=np.int64)))

@@ -1,6 +1,6 @@
 """Splitting labelled data: public split, per-peer partitions, per-peer local test sets.
 
-Every function is plain numpy, seeded with ``np.random.default_rng(seed)``, and
+Every function is plain numpy, seeded with ``fedsim.rng.sequence(seed)``, and
 returns sorted int64 index arrays. A partitioner is registered under
 ``"partitions"`` as ``f(labels, n_peers, seed, **args) -> list[np.ndarray]``: one index
 array (into ``labels``) per peer; the arrays are disjoint and together cover every
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from fedsim import rng
 from fedsim.registry import lookup, register
 
 _EMPTY = np.zeros(0, dtype=np.int64)
@@ -45,8 +46,8 @@ def split_public(labels, fraction: float, seed) -> tuple[np.ndarray, np.ndarray]
     labels = _as_labels(labels)
     if not 0.0 <= float(fraction) < 1.0:
         raise ValueError(f"public fraction must be in [0, 1); got {fraction}")
-    rng = np.random.default_rng(seed)
-    public = [rng.permutation(np.flatnonzero(labels == c))[:int(round(fraction * np.sum(labels == c)))]
+    draw = rng.sequence(seed)
+    public = [draw.permutation(np.flatnonzero(labels == c))[:int(round(fraction * np.sum(labels == c)))]
               for c in np.unique(labels)]
     public_idx = np.sort(np.concatenate(public)).astype(np.int64) if public else _EMPTY
     private_mask = np.ones(len(labels), dtype=bool)
@@ -64,7 +65,7 @@ def iid(labels, n_peers: int, seed: int) -> list[np.ndarray]:
     """Uniformly random, equal-size (within one sample) split."""
     labels = _as_labels(labels)
     n_peers = _check_n_peers(n_peers, len(labels))
-    order = np.random.default_rng(seed).permutation(len(labels))
+    order = rng.sequence(seed).permutation(len(labels))
     return _sorted(np.array_split(order, n_peers))
 
 
@@ -90,13 +91,13 @@ def dirichlet(labels, n_peers: int, seed: int, alpha: float = 0.5, min_samples: 
     if n_peers * int(min_samples) > len(labels):
         raise ValueError(f"dirichlet: {n_peers} peers x min_samples {min_samples} exceeds the "
                          f"{len(labels)} samples; lower min_samples or n_peers")
-    rng = np.random.default_rng(seed)
+    draw = rng.sequence(seed)
     members = [np.flatnonzero(labels == c) for c in np.unique(labels)]
     for _ in range(int(max_tries)):
         parts: list[list[np.ndarray]] = [[] for _ in range(n_peers)]
         for idx in members:
-            shuffled = rng.permutation(idx)
-            proportions = rng.dirichlet(np.full(n_peers, float(alpha)))
+            shuffled = draw.permutation(idx)
+            proportions = draw.dirichlet(np.full(n_peers, float(alpha)))
             cuts = (np.cumsum(proportions)[:-1] * len(idx)).astype(np.int64)
             for peer, piece in enumerate(np.split(shuffled, cuts)):
                 parts[peer].append(piece)
@@ -153,11 +154,11 @@ def shards(labels, n_peers: int, seed: int, classes_per_peer: int = 2) -> list[n
         shard_counts[over] -= 1
         room = np.flatnonzero(shard_counts < sizes)
         shard_counts[room[np.argmax((sizes - shard_counts)[room])]] += 1
-    rng = np.random.default_rng(seed)
+    draw = rng.sequence(seed)
     all_shards: list[np.ndarray] = []
     for c, count in zip(classes, shard_counts):
-        all_shards += np.array_split(rng.permutation(np.flatnonzero(labels == c)), count)
-    order = rng.permutation(n_shards)
+        all_shards += np.array_split(draw.permutation(np.flatnonzero(labels == c)), count)
+    order = draw.permutation(n_shards)
     return _sorted(np.concatenate([all_shards[s] for s in order[p * k:(p + 1) * k]])
                    for p in range(n_peers))
 
@@ -184,7 +185,7 @@ def cyclic(labels, n_peers: int, seed: int, classes_per_peer: int = 4) -> list[n
     for peer in range(n_peers):
         for j in range(k):
             holders[(peer + j) % n_classes].append(peer)
-    rng = np.random.default_rng(seed)
+    draw = rng.sequence(seed)
     parts: list[list[np.ndarray]] = [[] for _ in range(n_peers)]
     for c in range(n_classes):
         idx = np.flatnonzero(labels == c)
@@ -195,7 +196,7 @@ def cyclic(labels, n_peers: int, seed: int, classes_per_peer: int = 4) -> list[n
                              f"classes_per_peer {k} < {n_classes} classes); raise either")
         if len(idx) < len(holders[c]):
             raise ValueError(f"cyclic: class {c} has {len(idx)} samples for {len(holders[c])} peers")
-        for peer, piece in zip(holders[c], np.array_split(rng.permutation(idx), len(holders[c]))):
+        for peer, piece in zip(holders[c], np.array_split(draw.permutation(idx), len(holders[c]))):
             parts[peer].append(piece)
     return _sorted(np.concatenate(p) if p else _EMPTY for p in parts)
 
@@ -207,16 +208,17 @@ def local_test_split(indices, labels, test_per_class: int, seed) -> tuple[np.nda
     its samples; for each, ``min(test_per_class, count // 2)`` seeded samples go to the
     local test set, so at least half stay for training. ``classes`` is a sorted int64
     array; ``train_idx`` and ``test_idx`` are sorted values taken from ``indices``.
+    ``seed``: the split's own seed; a run gives peer ``p`` ``fedsim.rng.local_test_seed(seed, p)``.
     """
     indices = np.asarray(indices, dtype=np.int64)
     labels = np.asarray(labels)
     if int(test_per_class) < 0:
         raise ValueError(f"test_per_class must be >= 0; got {test_per_class}")
-    rng = np.random.default_rng(seed)
+    draw = rng.sequence(seed)
     own = labels[indices]
     values, counts = np.unique(own, return_counts=True)
     classes = values[counts >= 2].astype(np.int64)
-    test = [rng.permutation(indices[own == c])[:min(int(test_per_class), int(np.sum(own == c)) // 2)]
+    test = [draw.permutation(indices[own == c])[:min(int(test_per_class), int(np.sum(own == c)) // 2)]
             for c in classes]
     test_idx = np.sort(np.concatenate(test)).astype(np.int64) if test else _EMPTY
     train_idx = np.sort(np.setdiff1d(indices, test_idx)).astype(np.int64)
