@@ -1,4 +1,4 @@
-"""The ``fedsim`` command: run, validate, list, plot.
+"""The ``fedsim`` command: run, validate, list, plot; sweep, compare, init (fedsim/study/cli.py).
 
 User errors end with one ``error:`` line on stderr and exit status 2; internal
 failures exit 1.
@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 from fedsim.config import ScenarioError
+from fedsim.study import cli as study_cli
 
 LIST_KINDS = {"datasets": "datasets", "partitions": "partitions", "backbones": "backbones",
               "heads": "heads", "topologies": "topologies", "attacks": "attacks", "defenses": "defenses",
@@ -38,6 +39,9 @@ def _parser() -> argparse.ArgumentParser:
     l.add_argument("kind", help=", ".join(LIST_KINDS))
     pl = sub.add_parser("plot", help="redraw the figures of a run directory")
     pl.add_argument("dir")
+    pl.add_argument("--rows", metavar="KEY", help="sweep directory: the swept key of the table's rows")
+    pl.add_argument("--cols", metavar="KEY", help="sweep directory: the swept key of the table's columns")
+    study_cli.add_parsers(sub)
     return p
 
 
@@ -59,6 +63,8 @@ def main(argv=None) -> int:
 def _dispatch(args) -> int:
     from fedsim.data.datasets import DataError
     from fedsim.registry import UnknownNameError, names
+    if args.command in study_cli.COMMANDS or study_cli.is_sweep_plot(args):
+        return study_cli.dispatch(args)
     if args.command == "list":
         if args.kind not in LIST_KINDS:
             return _user_error(f"unknown kind {args.kind!r}; allowed: {', '.join(LIST_KINDS)}")

@@ -26,83 +26,92 @@ class _Strict(BaseModel):
 
 
 class NamedArgs(_Strict):
-    name: str
-    args: dict[str, Any] = Field(default_factory=dict)
+    name: str = Field(description="registered name (fedsim list ...)")
+    args: dict[str, Any] = Field(default_factory=dict, description="keyword arguments of the named implementation")
 
 
 class DefenseSpec(NamedArgs):
-    name: str = "mean"
+    name: str = Field("mean", description="aggregation rule (fedsim list defenses)")
 
 
 class AttackSpec(NamedArgs):
-    name: str = "gaussian"
+    name: str = Field("gaussian", description="Byzantine attack (fedsim list attacks)")
 
 
 class InversionSpec(NamedArgs):
-    name: str = "gifd"
+    name: str = Field("gifd", description="gradient inversion attack (fedsim list inversions)")
 
 
 class PrivacyDefenseSpec(NamedArgs):
-    name: str = "none"
+    name: str = Field("none", description="sender-side privacy transform (fedsim list privacy_defenses)")
 
 
 class Partition(_Strict):
-    kind: str = "dirichlet"
-    alpha: float = Field(0.5, gt=0)
-    classes_per_peer: int = Field(4, ge=1)
-    min_samples: int = Field(10, ge=1)
+    kind: str = Field("dirichlet", description="how training data is split among peers (fedsim list partitions)")
+    alpha: float = Field(0.5, gt=0, description="dirichlet concentration: smaller is more non-i.i.d.")
+    classes_per_peer: int = Field(4, ge=1, description="shards, cyclic: classes each peer holds")
+    min_samples: int = Field(10, ge=1, description="dirichlet: redraw until every peer has at least this many samples")
 
 
 class Data(_Strict):
-    dataset: str = "digits"
-    root: Optional[str] = None
-    test_fraction: float = Field(0.2, gt=0, lt=1)
-    public_fraction: float = Field(0.2, ge=0, lt=1)
-    test_per_class: int = Field(10, ge=0)
-    partition: Partition = Field(default_factory=Partition)
-    args: dict[str, Any] = Field(default_factory=dict)
+    dataset: str = Field("digits", description="dataset name (fedsim list datasets)")
+    root: Optional[str] = Field(None, description="dataset directory; null = default search path")
+    test_fraction: float = Field(0.2, gt=0, lt=1,
+                                 description="global test share, for datasets without an official test split")
+    public_fraction: float = Field(0.2, ge=0, lt=1,
+                                   description="training share reserved to pre-train the backbone (never given to peers)")
+    test_per_class: int = Field(10, ge=0, description="kappa: per-peer local test samples of each held class")
+    partition: Partition = Field(default_factory=Partition,
+                                 description="split of the private training data among peers")
+    args: dict[str, Any] = Field(default_factory=dict, description="extra keyword arguments of the dataset loader")
 
 
 class Pretrain(_Strict):
-    epochs: int = Field(10, ge=0)
-    lr: float = Field(0.001, gt=0)
-    batch_size: int = Field(64, ge=1)
-    classes: Optional[list[int]] = None
+    epochs: int = Field(10, ge=0, description="pre-training epochs on the public split (0: none)")
+    lr: float = Field(0.001, gt=0, description="pre-training learning rate (Adam)")
+    batch_size: int = Field(64, ge=1, description="pre-training batch size")
+    classes: Optional[list[int]] = Field(None, description="pre-train only on these classes; null = all")
 
 
 class Model(_Strict):
-    backbone: str = "cnn"
-    backbone_args: dict[str, Any] = Field(default_factory=dict)
-    head: str = "linear"
-    head_init: Literal["random", "public"] = "random"
-    pretrain: Pretrain = Field(default_factory=Pretrain)
+    backbone: str = Field("cnn", description="frozen feature extractor (fedsim list backbones)")
+    backbone_args: dict[str, Any] = Field(default_factory=dict, description="keyword arguments of the backbone")
+    head: str = Field("linear",
+                      description="trained output layer and its loss: linear (softmax) | l2svm (fedsim list heads)")
+    head_init: Literal["random", "public"] = Field("random",
+                                                   description="common initial head: random, or fitted on the public split")
+    pretrain: Pretrain = Field(default_factory=Pretrain, description="backbone pre-training on the public split")
 
 
 class Training(_Strict):
-    optimizer: Literal["sgd", "adam"] = "sgd"
-    lr: float = Field(0.05, gt=0)
-    local_steps: int = Field(10, ge=1)
-    batch_size: int = Field(32, ge=1)
-    weight_decay: float = Field(0.0, ge=0)
-    missing_class_scale: float = Field(1.0, ge=0, le=1)
+    optimizer: Literal["sgd", "adam"] = Field("sgd", description="local optimizer of the head")
+    lr: float = Field(0.05, gt=0, description="local learning rate")
+    local_steps: int = Field(10, ge=1, description="local steps per round")
+    batch_size: int = Field(32, ge=1, description="local batch size")
+    weight_decay: float = Field(0.0, ge=0, description="L2 weight decay of local training")
+    missing_class_scale: float = Field(1.0, ge=0, le=1,
+                                       description="logit scale of classes a peer lacks (FedRS; 1 = plain softmax, 0 = restricted)")
 
 
 class Topology(_Strict):
-    kind: str = "random_regular"
-    n_peers: int = Field(20, ge=2)
-    args: dict[str, Any] = Field(default_factory=dict)
-    resample_every: int = Field(0, ge=0)
+    kind: str = Field("random_regular", description="graph builder (fedsim list topologies)")
+    n_peers: int = Field(20, ge=2, description="number of peers")
+    args: dict[str, Any] = Field(default_factory=dict,
+                                 description="keyword arguments of the graph builder (degree, p, k, ...)")
+    resample_every: int = Field(0, ge=0, description="0: static graph; k: a new graph of the same kind every k rounds")
 
 
 class Adversary(_Strict):
-    fraction: Optional[float] = Field(None, ge=0, le=1)
-    count: Optional[int] = Field(None, ge=0)
-    ids: Optional[list[int]] = None
-    placement: Literal["random", "degree", "betweenness"] = "random"
-    omniscient: bool = False
-    knows_topology: bool = False
-    adaptive: bool = False
-    attack: AttackSpec = Field(default_factory=AttackSpec)
+    fraction: Optional[float] = Field(None, ge=0, le=1,
+                                      description="share of peers that are Byzantine (give one of fraction, count, ids)")
+    count: Optional[int] = Field(None, ge=0, description="number of Byzantine peers")
+    ids: Optional[list[int]] = Field(None, description="the Byzantine peers' ids")
+    placement: Literal["random", "degree", "betweenness"] = Field("random",
+                                                                  description="how Byzantine peers are chosen: random | degree | betweenness (highest first)")
+    omniscient: bool = Field(False, description="the attack sees every honest update of the round")
+    knows_topology: bool = Field(False, description="the attack sees the graph")
+    adaptive: bool = Field(False, description="the attack knows the defense in use")
+    attack: AttackSpec = Field(default_factory=AttackSpec, description="what Byzantine peers send")
 
     @model_validator(mode="after")
     def _one_size(self):
@@ -113,42 +122,45 @@ class Adversary(_Strict):
 
 
 class Privacy(_Strict):
-    curious: Union[int, list[int]] = 1
-    rounds: list[int] = Field(default_factory=lambda: [1])
-    victims: int = Field(4, ge=1)
-    adaptive: bool = False
-    attack: InversionSpec = Field(default_factory=InversionSpec)
-    defense: PrivacyDefenseSpec = Field(default_factory=PrivacyDefenseSpec)
+    curious: Union[int, list[int]] = Field(1, description="number of curious peers, or their ids")
+    rounds: list[int] = Field(default_factory=lambda: [1], description="rounds at which curious peers reconstruct")
+    victims: int = Field(4, ge=1, description="at most this many victims per curious peer")
+    adaptive: bool = Field(False, description="the inversion attacker knows the privacy defense")
+    attack: InversionSpec = Field(default_factory=InversionSpec,
+                                  description="gradient inversion attack of the curious peers")
+    defense: PrivacyDefenseSpec = Field(default_factory=PrivacyDefenseSpec, description="sender-side privacy defense")
 
 
 class Backend(_Strict):
-    name: Literal["local", "ray"] = "local"
-    address: Optional[str] = None
-    peers_per_actor: int = Field(16, ge=1)
-    num_cpus: Optional[int] = Field(None, ge=1)
+    name: Literal["local", "ray"] = Field("local", description="local (one process) | ray (actors)")
+    address: Optional[str] = Field(None,
+                                   description="ray: null = start a local instance; auto or ray://host:port = join")
+    peers_per_actor: int = Field(16, ge=1, description="ray: peers stacked in each actor")
+    num_cpus: Optional[int] = Field(None, ge=1, description="ray: CPUs of a local instance; null = all")
 
 
 class Output(_Strict):
-    dir: Optional[str] = None
-    checkpoint_every: int = Field(10, ge=0)
-    plots: bool = True
+    dir: Optional[str] = Field(None, description="run directory; null = runs/<name>-<timestamp>")
+    checkpoint_every: int = Field(10, ge=0, description="checkpoint every k rounds (0: only the last)")
+    plots: bool = Field(True, description="draw figures into plots/ at the end")
+    tensorboard: bool = Field(False, description="also write TensorBoard event files to tensorboard/ (tensorboardX)")
 
 
 class Scenario(_Strict):
-    name: str = "scenario"
-    seed: int = Field(0, ge=0)
-    rounds: int = Field(30, ge=1)
-    eval_every: int = Field(1, ge=1)
-    eval_samples: Optional[int] = Field(None, ge=1)
-    data: Data = Field(default_factory=Data)
-    model: Model = Field(default_factory=Model)
-    training: Training = Field(default_factory=Training)
-    topology: Topology = Field(default_factory=Topology)
-    defense: DefenseSpec = Field(default_factory=DefenseSpec)
-    adversary: Optional[Adversary] = None
-    privacy: Optional[Privacy] = None
-    backend: Backend = Field(default_factory=Backend)
-    output: Output = Field(default_factory=Output)
+    name: str = Field("scenario", description="scenario name (names the run directory)")
+    seed: int = Field(0, ge=0, description="seed of every random draw")
+    rounds: int = Field(30, ge=1, description="communication rounds")
+    eval_every: int = Field(1, ge=1, description="evaluate every k rounds (and the last)")
+    eval_samples: Optional[int] = Field(None, ge=1, description="evaluate on this many global test samples; null = all")
+    data: Data = Field(default_factory=Data, description="dataset, splits and partition")
+    model: Model = Field(default_factory=Model, description="backbone, head and pre-training")
+    training: Training = Field(default_factory=Training, description="local training of the head")
+    topology: Topology = Field(default_factory=Topology, description="communication graph")
+    defense: DefenseSpec = Field(default_factory=DefenseSpec, description="aggregation rule of honest peers")
+    adversary: Optional[Adversary] = Field(None, description="Byzantine peers; absent = none")
+    privacy: Optional[Privacy] = Field(None, description="curious peers and gradient inversion; absent = none")
+    backend: Backend = Field(default_factory=Backend, description="where peers run")
+    output: Output = Field(default_factory=Output, description="what the run writes")
 
     @field_validator("name")
     @classmethod

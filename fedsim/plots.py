@@ -80,4 +80,160 @@ def draw_all(run_dir, world=None, graph=None) -> list[Path]:
         from fedsim.privacy import reconstructions_plot
         reconstructions_plot(run_dir / "privacy.pt", plots / "reconstructions.png")
         written.append(plots / "reconstructions.png")
+    if (run_dir / "peers.csv").exists():
+        written += peer_figures(run_dir, graph, byzantine, str(summary.get("name", run_dir.name)))
+    return written
+
+
+# ---------------------------------------------------------------------------
+# figures of a study (fedsim sweep, fedsim compare) and of per-peer results
+# Every study figure is written as PNG and PDF and carries a caption line naming its scenario.
+
+ACCURACY_LABEL = "test accuracy (fraction of global test set)"
+
+
+def _save(fig, stem: Path, caption: str) -> list[Path]:
+    import textwrap
+    width, height = fig.get_size_inches()
+    lines = textwrap.wrap(caption, int(width * 15))
+    fig.text(0.01, 0.01, "\n".join(lines), fontsize=7, ha="left", va="bottom", color="0.25")
+    fig.tight_layout(rect=(0, (0.08 + 0.13 * len(lines)) / height, 1, 1))
+    paths = [Path(f"{stem}.png"), Path(f"{stem}.pdf")]
+    for path in paths:
+        fig.savefig(path)
+    plt.close(fig)
+    return paths
+
+
+def heatmap(values, texts, row_labels, col_labels, row_title, col_title, stem: Path, title: str,
+            caption: str) -> list[Path]:
+    """Final accuracy of each cell (rows x columns), the value printed in each square."""
+    import numpy as np
+    data = np.array(values, dtype=float)
+    n_rows, n_cols = data.shape
+    fig, ax = plt.subplots(figsize=(max(6.0, 3.2 + 1.25 * n_cols), 2.4 + 0.5 * n_rows), dpi=120)
+    image = ax.imshow(np.ma.masked_invalid(data), cmap="viridis", vmin=0, vmax=1, aspect="auto")
+    for i in range(n_rows):
+        for j in range(n_cols):
+            if texts[i][j]:
+                dark = not np.isnan(data[i, j]) and data[i, j] < 0.6
+                ax.text(j, i, texts[i][j], ha="center", va="center", fontsize=7,
+                        color="white" if dark else "black")
+    ax.set_xticks(range(n_cols), col_labels, rotation=30 if n_cols > 3 else 0, ha="right" if n_cols > 3 else "center")
+    ax.set_yticks(range(n_rows), row_labels)
+    ax.set_xlabel(col_title)
+    ax.set_ylabel(row_title)
+    ax.set_title(title)
+    fig.colorbar(image, ax=ax, label="final test accuracy (fraction)")
+    return _save(fig, stem, caption)
+
+
+def curves(series, stem: Path, title: str, caption: str, band: str = "± 1 std over seeds",
+           legend_title: str = "") -> list[Path]:
+    """``series``: ``(label, rounds, mean, spread)`` per line; the band is mean ± spread."""
+    import numpy as np
+    fig, ax = plt.subplots(figsize=(8, 4.5), dpi=120)
+    for label, rounds, mean, spread in series:
+        mean, spread = np.asarray(mean, dtype=float), np.asarray(spread, dtype=float)
+        (line,) = ax.plot(rounds, mean, lw=1.5, label=label)
+        if spread.any():
+            ax.fill_between(rounds, mean - spread, mean + spread, color=line.get_color(), alpha=0.15, lw=0)
+    ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
+    ax.set_xlabel("round (communication rounds)")
+    ax.set_ylabel(ACCURACY_LABEL)
+    ax.set_ylim(0, 1)
+    ax.grid(alpha=0.3)
+    ax.set_title(f"{title} (lines: mean; bands: {band})" if band else title, fontsize=10)
+    ax.legend(fontsize=6 if len(series) > 8 else 8, loc="center left", bbox_to_anchor=(1.01, 0.5),
+              ncol=1 + len(series) // 24, title=legend_title, title_fontsize=7)
+    return _save(fig, stem, caption)
+
+
+def fraction_plot(series, stem: Path, title: str, caption: str, legend_title: str = "") -> list[Path]:
+    """``series``: ``(label, fractions, mean, ci_low, ci_high)``: final accuracy against the
+    attacker fraction, the band the 95 % confidence interval over seeds."""
+    import numpy as np
+    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
+    for label, x, mean, low, high in series:
+        (line,) = ax.plot(x, mean, "o-", lw=1.5, ms=4, label=label)
+        low, high = np.asarray(low, dtype=float), np.asarray(high, dtype=float)
+        if not np.isnan(low).all():
+            ax.fill_between(x, low, high, color=line.get_color(), alpha=0.15, lw=0)
+    ax.set_xlabel("Byzantine fraction of peers (adversary.fraction)")
+    ax.set_ylabel(f"final {ACCURACY_LABEL}")
+    ax.set_ylim(0, 1)
+    ax.grid(alpha=0.3)
+    ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5), title=legend_title, title_fontsize=7)
+    return _save(fig, stem, caption)
+
+
+def hops_plot(hops, accuracy, path: Path, title: str = "") -> None:
+    """Each honest peer's final accuracy against its hop distance to the nearest Byzantine
+    peer (small horizontal jitter), with the mean per distance."""
+    import numpy as np
+    hops, accuracy = np.asarray(hops, dtype=float), np.asarray(accuracy, dtype=float)
+    fig, ax = plt.subplots(figsize=(6, 4), dpi=120)
+    jitter = np.random.default_rng(0).uniform(-0.12, 0.12, len(hops))
+    ax.scatter(hops + jitter, accuracy, s=12, alpha=0.6, label="honest peer")
+    distances = np.unique(hops)
+    ax.plot(distances, [accuracy[hops == d].mean() for d in distances], "k-o", lw=1.5, ms=4, label="mean")
+    ax.set_xticks(distances)
+    ax.set_xlabel("hops to nearest Byzantine peer (round-1 graph)")
+    ax.set_ylabel(f"final {ACCURACY_LABEL}")
+    ax.set_ylim(0, 1)
+    ax.grid(alpha=0.3)
+    ax.set_title(title)
+    ax.legend(loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def topology_accuracy_plot(graph: nx.Graph, accuracy: dict, byzantine, path: Path, seed: int = 0,
+                           title: str = "") -> None:
+    """The round-1 graph, honest peers coloured by final accuracy, Byzantine peers red crosses."""
+    n = graph.number_of_nodes()
+    fig, ax = plt.subplots(figsize=(6.5, 6), dpi=120)
+    pos = nx.spring_layout(graph, seed=seed) if n <= 2000 else nx.random_layout(graph, seed=seed)
+    size = max(4, 300 / max(1, n ** 0.5))
+    if graph.number_of_edges() <= 50000:
+        nx.draw_networkx_edges(graph, pos, ax=ax, alpha=0.2, width=0.5)
+    honest = [p for p in graph.nodes() if p in accuracy]
+    nodes = nx.draw_networkx_nodes(graph, pos, nodelist=honest, ax=ax, node_size=size, cmap="viridis",
+                                   node_color=[accuracy[p] for p in honest], vmin=0, vmax=1)
+    byz = [p for p in graph.nodes() if p in set(byzantine)]
+    if byz:
+        nx.draw_networkx_nodes(graph, pos, nodelist=byz, ax=ax, node_size=size, node_color="tab:red",
+                               node_shape="X", label="Byzantine")
+        ax.legend(loc="upper right")
+    if n <= 60:
+        nx.draw_networkx_labels(graph, pos, ax=ax, font_size=7)
+    fig.colorbar(nodes, ax=ax, label=f"final {ACCURACY_LABEL}", shrink=0.8)
+    ax.set_title(title)
+    ax.set_axis_off()
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def peer_figures(run_dir: Path, graph: nx.Graph, byzantine, title: str) -> list[Path]:
+    """From peers.csv: accuracy against hops to the nearest attacker (when there is one)
+    and the topology coloured by final accuracy."""
+    import csv
+    with open(run_dir / "peers.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    if not rows:
+        return []
+    last = max(int(r["round"]) for r in rows)
+    final = [r for r in rows if int(r["round"]) == last]
+    written = []
+    reachable = [r for r in final if r["hops_to_byzantine"] != ""]
+    if reachable:
+        hops_plot([int(r["hops_to_byzantine"]) for r in reachable], [float(r["accuracy"]) for r in reachable],
+                  run_dir / "plots" / "accuracy_vs_hops.png", f"{title}, round {last}")
+        written.append(run_dir / "plots" / "accuracy_vs_hops.png")
+    topology_accuracy_plot(graph, {int(r["peer"]): float(r["accuracy"]) for r in final}, byzantine,
+                           run_dir / "plots" / "topology_accuracy.png", title=f"{title}, round {last}")
+    written.append(run_dir / "plots" / "topology_accuracy.png")
     return written

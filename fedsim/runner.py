@@ -11,6 +11,7 @@ from typing import Optional
 
 from fedsim import config as cfg
 from fedsim.results import RunDir, default_dir
+from fedsim.sinks import Sinks
 from fedsim.topology import Schedule, honest_components, neighbour_matrix
 
 log = logging.getLogger("fedsim")
@@ -138,6 +139,7 @@ def _run(s, run_dir: RunDir, resuming: bool, progress, build_world, source: str)
     from fedsim.engine import exchange
     per_message = exchange.message_bytes(world, getattr(backend, "privacy_defense", None))
     bar = _Progress(s.rounds, start_round - 1, progress)
+    sinks = Sinks(s, run_dir.path, world, schedule.graph(1), start_round)
     t_loop = time.perf_counter()
     neighbours_cache: dict = {}
     try:
@@ -160,7 +162,7 @@ def _run(s, run_dir: RunDir, resuming: bool, progress, build_world, source: str)
             acc = None
             elapsed = elapsed_before + (time.perf_counter() - t_loop)
             if r % s.eval_every == 0 or r == s.rounds:
-                row = evaluate_row(world, backend, r, totals, elapsed)
+                row = evaluate_row(world, backend, r, totals, elapsed, sinks)
                 rows.append(row)
                 run_dir.append_metrics(row)
                 acc = row["accuracy_mean"]
@@ -174,6 +176,7 @@ def _run(s, run_dir: RunDir, resuming: bool, progress, build_world, source: str)
         loop_seconds = elapsed_before + time.perf_counter() - t_loop  # before shutting the backend down
     finally:
         bar.close()
+        sinks.close()
         backend.close()
 
     summary = make_summary(s, world, rows, totals, warnings, loop_seconds, time.perf_counter() - t_start)
@@ -187,7 +190,7 @@ def _run(s, run_dir: RunDir, resuming: bool, progress, build_world, source: str)
     return summary, run_dir.path
 
 
-def evaluate_row(world, backend, round_: int, totals: dict, elapsed: float) -> dict:
+def evaluate_row(world, backend, round_: int, totals: dict, elapsed: float, sinks=None) -> dict:
     res = backend.evaluate(world.test_features, world.test_labels, world.backdoor_features, world.backdoor_target)
     acc = res["accuracy"].numpy()
     row = {
@@ -205,6 +208,8 @@ def evaluate_row(world, backend, round_: int, totals: dict, elapsed: float) -> d
     if "asr" in res:
         row["attack_success_rate"] = float(res["asr"].numpy().mean())
     row["wall_time_s"] = round(elapsed, 4)
+    if sinks is not None:
+        sinks.record(row, res)  # peers.csv, TensorBoard
     return row
 
 
