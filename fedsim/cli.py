@@ -1,12 +1,16 @@
 """The ``fedsim`` command: run, validate, list, plot; sweep, compare, init (fedsim/study/cli.py).
 
-User errors end with one ``error:`` line on stderr and exit status 2; internal
-failures exit 1.
+User errors end with one ``error:`` line on stderr and exit status 2. Anything else is
+an internal failure: one ``error: internal error: ...`` line saying where the full
+traceback was written (the run's run.log, else a temporary file), exit status 1; the
+traceback itself reaches the terminal only with ``--debug``.
 """
 from __future__ import annotations
 
 import argparse
 import sys
+import tempfile
+import traceback
 from pathlib import Path
 
 from fedsim.config import ScenarioError
@@ -25,6 +29,7 @@ class _Parser(argparse.ArgumentParser):
 
 def _parser() -> argparse.ArgumentParser:
     p = _Parser(prog="fedsim", description="Decentralized federated learning simulator")
+    p.add_argument("--debug", action="store_true", help="show the traceback of an internal error")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
     r = sub.add_parser("run", help="run a scenario")
     r.add_argument("file", nargs="?", help="scenario YAML (not needed with --resume)")
@@ -42,27 +47,82 @@ def _parser() -> argparse.ArgumentParser:
     pl.add_argument("--rows", metavar="KEY", help="sweep directory: the swept key of the table's rows")
     pl.add_argument("--cols", metavar="KEY", help="sweep directory: the swept key of the table's columns")
     study_cli.add_parsers(sub)
+    for command in sub.choices.values():  # `fedsim run ... --debug` as well as `fedsim --debug run ...`
+        command.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                             help="show the traceback of an internal error")
     return p
 
 
+def _one_line(text: str) -> str:
+    return text.replace("\r", "\\r").replace("\n", "\\n")
+
+
 def _user_error(message: str) -> int:
-    sys.stderr.write(f"error: {message}\n")
+    sys.stderr.write(f"error: {_one_line(message)}\n")
     return 2
+
+
+def _user_errors() -> tuple:
+    """Exception types that mean the user's input cannot work (exit 2)."""
+    from fedsim.data.datasets import DataError
+    from fedsim.registry import UnknownNameError
+    kinds = [ScenarioError, DataError, UnknownNameError]
+    try:
+        from fedsim.engine.ray_backend import RayConnectError
+        kinds.append(RayConnectError)
+    except Exception:  # Ray backend not importable: no such errors
+        pass
+    return tuple(kinds)
+
+
+def _internal_error(exc: BaseException, debug: bool) -> int:
+    """One line naming the failure and where its traceback is; exit status 1."""
+    text = "".join(traceback.format_exception(exc))
+    where = getattr(exc, "run_log", None)  # the runner already wrote it into run.log
+    if where is None:
+        try:
+            with tempfile.NamedTemporaryFile("w", prefix="fedsim-traceback-", suffix=".txt",
+                                             delete=False) as fh:
+                fh.write(text)
+                where = fh.name
+        except OSError:
+            where = None
+    if debug:
+        sys.stderr.write(text)
+    summary = str(exc).strip().splitlines()
+    summary = f"{exc.__class__.__name__}: {summary[0][:200]}" if summary else exc.__class__.__name__
+    tail = f"; full traceback in {where}" if where else ""
+    sys.stderr.write(f"error: internal error: {_one_line(summary)}{tail}\n")
+    return 1
 
 
 def main(argv=None) -> int:
     args = _parser().parse_args(argv)
     try:
         return _dispatch(args)
-    except ScenarioError as exc:
-        return _user_error(str(exc))
     except KeyboardInterrupt:
         return _user_error("interrupted")
+    except Exception as exc:
+        if isinstance(exc, _user_errors()):
+            return _user_error(str(exc))
+        return _internal_error(exc, args.debug)
+
+
+def _describe_plugin(kind: str, name: str) -> str:
+    """``fedsim list -v``: name and module, the paper, then one line per parameter:
+    ``name = default  (must be ...)``."""
+    from fedsim.registry import describe
+    info = describe(kind, name)
+    lines = [f"{info['name']}  ({info['module']})", f"  {info['paper']}"]
+    for arg, default, constraint in info["parameters"] or ():
+        lines.append(f"  {arg} = {default!r}  ({constraint})")
+    if info["parameters"] == []:
+        lines.append("  no arguments")
+    return "\n".join(lines)
 
 
 def _dispatch(args) -> int:
-    from fedsim.data.datasets import DataError
-    from fedsim.registry import UnknownNameError, names
+    from fedsim.registry import names
     if args.command in study_cli.COMMANDS or study_cli.is_sweep_plot(args):
         return study_cli.dispatch(args)
     if args.command == "list":
@@ -89,23 +149,10 @@ def _dispatch(args) -> int:
     if args.resume is not None and args.file is not None:
         return _user_error("give either a scenario FILE or --resume DIR, not both")
     from fedsim.runner import run
-    try:
-        _, run_dir = run(args.file, overrides=args.overrides, out=args.out, resume=args.resume,
-                         progress=False if args.no_progress else None)
-    except (DataError, UnknownNameError) as exc:
-        return _user_error(str(exc))
-    except _ray_user_errors() as exc:
-        return _user_error(str(exc))
+    _, run_dir = run(args.file, overrides=args.overrides, out=args.out, resume=args.resume,
+                     progress=False if args.no_progress else None)
     print(run_dir)
     return 0
-
-
-def _ray_user_errors():
-    try:
-        from fedsim.engine.ray_backend import RayConnectError
-        return (RayConnectError,)
-    except Exception:  # Ray backend not importable: no such errors
-        return ()
 
 
 if __name__ == "__main__":

@@ -10,6 +10,9 @@ import copy
 import difflib
 import inspect
 import math
+import os
+import re
+import stat
 from pathlib import Path
 from typing import Any, Literal, Optional, Union
 
@@ -19,6 +22,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 class ScenarioError(Exception):
     """A user error in a scenario: one line, shown as ``error: <message>``."""
+
+
+class UnreadableFile(ValueError):
+    """A file named by the user that cannot be read as text: one line naming it and why."""
 
 
 class _Strict(BaseModel):
@@ -165,8 +172,12 @@ class Scenario(_Strict):
     @field_validator("name")
     @classmethod
     def _safe_name(cls, value: str) -> str:
-        if not value or any(ch in value for ch in "/\\\0"):
-            raise ValueError("must be a non-empty name without slashes")
+        # The name becomes a directory name (runs/<name>-<timestamp>): one path component,
+        # short enough for every file system's 255-byte limit with the timestamp added.
+        if not value or any(ch in value for ch in "/\\") or not value.isprintable():
+            raise ValueError("must be a non-empty name without slashes or control characters")
+        if len(value.encode()) > MAX_NAME_BYTES:
+            raise ValueError(f"must be at most {MAX_NAME_BYTES} bytes; got {len(value.encode())}")
         return value
 
     def to_dict(self) -> dict:
@@ -196,8 +207,11 @@ def _format_validation_error(err: ValidationError, source: str) -> str:
         if first["type"].startswith("literal"):
             msg = msg.replace("Input should be", "must be")
         given = first.get("input")
-        if not isinstance(given, (dict, list)) and first["type"] != "missing":
-            msg += f" (got {given!r})"
+        if first["type"] == "value_error":  # our own validators' messages say what they got
+            msg = msg.removeprefix("Value error, ")
+        elif not isinstance(given, (dict, list)) and first["type"] != "missing":
+            shown = repr(given)
+            msg += f" (got {shown if len(shown) <= 60 else shown[:57] + '...'})"
     more = len(err.errors()) - 1
     tail = f" (and {more} more problem{'s' if more > 1 else ''})" if more else ""
     return f"{source}: {path}: {msg}{tail}"
@@ -227,9 +241,9 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     if not key or any(not part for part in key.split(".")):
         raise ScenarioError(f"--set {text}: bad key path {key!r}")
     try:
-        value = yaml.safe_load(raw) if raw != "" else ""
+        value = parse_yaml(raw) if raw != "" else ""
     except yaml.YAMLError as exc:
-        raise ScenarioError(f"--set {text}: value is not valid YAML ({exc.problem})") from None
+        raise ScenarioError(f"--set {text}: value is not valid YAML ({getattr(exc, 'problem', None) or exc})") from None
     return key.split("."), value
 
 
@@ -248,20 +262,114 @@ def apply_overrides(raw: dict, overrides) -> dict:
     return data
 
 
+# What no scenario needs and a hostile file uses: refused before they can hang or exhaust memory.
+MAX_SCENARIO_BYTES = 1 << 20     # scenarios are a few hundred bytes; 1 MiB leaves room for long id lists
+MAX_YAML_DEPTH = 32              # the schema nests 4 levels; plugin args a few more
+MAX_YAML_NODES = 100_000         # nodes after expanding aliases (a "billion laughs" expands to 10^9)
+MAX_NAME_BYTES = 100             # the name is a directory name: runs/<name>-<timestamp>
+
+
+class _BoundedLoader(yaml.SafeLoader):
+    """PyYAML's SafeLoader (plain data only: no Python objects) that also refuses nesting
+    deeper than ``MAX_YAML_DEPTH``, an alias inside the node it names (a recursive
+    structure), and documents whose aliases expand to more than ``MAX_YAML_NODES`` nodes."""
+
+    def __init__(self, stream):
+        super().__init__(stream)
+        self._depth = 0
+        self._open_anchors: set = set()
+
+    def compose_node(self, parent, index):
+        event = self.peek_event()
+        if isinstance(event, yaml.AliasEvent):
+            if event.anchor in self._open_anchors:
+                raise yaml.composer.ComposerError(None, None, f"recursive alias *{event.anchor} (an alias inside "
+                                                  "the node it names)", event.start_mark)
+            return super().compose_node(parent, index)
+        if self._depth >= MAX_YAML_DEPTH:
+            raise yaml.composer.ComposerError(None, None, f"nested deeper than {MAX_YAML_DEPTH} levels",
+                                              event.start_mark)
+        self._depth += 1
+        if event.anchor is not None:
+            self._open_anchors.add(event.anchor)
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+            self._open_anchors.discard(event.anchor)
+
+    def get_single_node(self):
+        node = super().get_single_node()
+        if node is not None and _expanded_size(node, {}) > MAX_YAML_NODES:
+            raise yaml.composer.ComposerError(None, None, f"aliases expand to more than {MAX_YAML_NODES} nodes",
+                                              node.start_mark)
+        return node
+
+
+# YAML 1.2 reads "1e12" and "1e-3" as numbers; PyYAML's YAML 1.1 rules need a dot and a
+# signed exponent ("1.0e+12") and would hand the plugins the string "1e12".
+_BoundedLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)[eE][-+]?[0-9]+$"),
+    list("-+0123456789."))
+
+
+def _expanded_size(node, memo: dict) -> int:
+    """Number of nodes once every alias is replaced by a copy of what it names
+    (memoised per node, so a bomb is measured without being expanded)."""
+    if id(node) not in memo:
+        if isinstance(node, yaml.SequenceNode):
+            children = node.value
+        elif isinstance(node, yaml.MappingNode):
+            children = [part for pair in node.value for part in pair]
+        else:
+            children = []
+        memo[id(node)] = 1 + sum(_expanded_size(child, memo) for child in children)
+    return memo[id(node)]
+
+
+def parse_yaml(text: str):
+    """Plain data from YAML text, through :class:`_BoundedLoader`; raises ``yaml.YAMLError``."""
+    loader = _BoundedLoader(text)
+    try:
+        return loader.get_single_data()
+    finally:
+        loader.dispose()
+
+
+def read_text_file(path, limit: int, what: str) -> str:
+    """The UTF-8 text of a regular file of at most ``limit`` bytes; anything else is a
+    :class:`UnreadableFile` naming the path and the reason (never a hang on a device or a pipe)."""
+    path = Path(path)
+    try:
+        if not stat.S_ISREG(os.stat(path).st_mode):  # before open(): opening a FIFO would block
+            raise UnreadableFile(f"{path}: cannot read {what}: not a regular file")
+        with open(path, "rb") as fh:
+            data = fh.read(limit + 1)
+    except FileNotFoundError:
+        raise UnreadableFile(f"{path}: no such file") from None
+    except OSError as exc:
+        raise UnreadableFile(f"{path}: cannot read {what}: {exc.strerror or exc.__class__.__name__}") from None
+    if len(data) > limit:
+        raise UnreadableFile(f"{path}: cannot read {what}: larger than {limit} bytes")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise UnreadableFile(f"{path}: cannot read {what}: not UTF-8 text") from None
+
+
 def read_yaml(path) -> dict:
     path = Path(path)
     try:
-        text = path.read_text()
-    except FileNotFoundError:
-        raise ScenarioError(f"{path}: no such file") from None
-    except (IsADirectoryError, PermissionError, UnicodeDecodeError) as exc:
-        raise ScenarioError(f"{path}: cannot read scenario ({exc.__class__.__name__})") from None
+        text = read_text_file(path, MAX_SCENARIO_BYTES, "scenario")
+    except UnreadableFile as exc:
+        raise ScenarioError(str(exc)) from None
     try:
-        data = yaml.safe_load(text)
+        data = parse_yaml(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
-        where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise ScenarioError(f"{path}:{where} invalid YAML: {getattr(exc, 'problem', exc)}") from None
+        where = f" line {mark.line + 1}, column {mark.column + 1}:" if mark else ""
+        raise ScenarioError(f"{path}:{where} invalid YAML: {getattr(exc, 'problem', None) or exc}") from None
     if data is None:
         data = {}
     if not isinstance(data, dict):
@@ -330,8 +438,70 @@ def adversary_count(scenario: Scenario) -> int:
     return 0
 
 
+def total_memory_bytes() -> int:
+    """Physical memory of this machine (``os.sysconf``; 0 where unknown)."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return 0
+
+
+def _int_or(value, default: int) -> int:
+    return int(value) if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) \
+        else default
+
+
+def _feature_dim_estimate(s: Scenario) -> int:
+    """The backbone's feature_dim from its (defaulted) arguments; 64 where it cannot be told."""
+    from fedsim.models.features import resolved_backbone_args
+    try:
+        args = resolved_backbone_args(s.model.backbone, s.model.backbone_args)
+    except Exception:  # an unknown backbone is reported by the name check
+        return 64
+    if "feature_dim" in args:
+        return _int_or(args["feature_dim"], 64)
+    hidden = args.get("hidden")
+    return _int_or(hidden[-1], 64) if isinstance(hidden, (list, tuple)) and hidden else 64
+
+
+def check_sizes(s: Scenario, source: str, memory: int | None = None) -> None:
+    """Refuse sizes that cannot fit in this machine's memory before anything is built.
+
+    Estimates (float32 = 4 bytes): heads ``n * C * (D + 1) * 4`` (the engine holds at
+    least 3 such tensors: heads, sent, merged); one round's mini-batches
+    ``n * local_steps * batch_size * (4 D + 16)`` (gathered features, draws, indices);
+    the synthetic dataset ``n_samples * dim * 24`` (three float64 arrays while drawing).
+    ``C`` is ``data.args.n_classes`` or 10, ``D`` the backbone's feature_dim.
+    """
+    memory = total_memory_bytes() if memory is None else memory
+    if memory <= 0:
+        return
+    gb = lambda b: f"{b / 1e9:,.0f} GB" if b >= 1e10 else f"{b / 1e9:.2g} GB"  # noqa: E731
+    have = f"this machine has {gb(memory)}"
+    n, t = s.topology.n_peers, s.training
+    classes = _int_or(s.data.args.get("n_classes"), 10)
+    dim = _feature_dim_estimate(s)
+    heads = n * classes * (dim + 1) * 4
+    if 3 * heads > memory:
+        raise ScenarioError(f"{source}: topology.n_peers: {n} peers need ~{gb(heads)} for heads alone "
+                            f"(~{gb(3 * heads)} with the engine's copies); {have}")
+    batches = n * t.local_steps * t.batch_size * (4 * dim + 16)
+    if batches > memory:
+        key = "local_steps" if t.local_steps >= t.batch_size else "batch_size"
+        raise ScenarioError(f"{source}: training.{key}: {t.local_steps} local steps of batch_size {t.batch_size} "
+                            f"on {n} peers need ~{gb(batches)} per round for the mini-batches; {have}")
+    if s.data.dataset == "synthetic":
+        samples = s.data.args.get("n_samples", 10000)
+        if isinstance(samples, (int, float)) and not isinstance(samples, bool) and math.isfinite(samples):
+            need = samples * _int_or(s.data.args.get("dim"), 32) * 24
+            if need > memory:
+                raise ScenarioError(f"{source}: data.args.n_samples: {samples:g} samples need ~{gb(need)} "
+                                    f"to draw; {have}")
+
+
 def check_semantics(s: Scenario, source: str) -> None:
     n = s.topology.n_peers
+    check_sizes(s, source)
     _check_name(source, "data.dataset", "datasets", s.data.dataset)
     _check_name(source, "data.partition.kind", "partitions", s.data.partition.kind)
     _check_name(source, "model.backbone", "backbones", s.model.backbone)

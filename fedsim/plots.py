@@ -57,23 +57,32 @@ def topology_plot(graph: nx.Graph, byzantine, curious, path: Path, seed: int = 0
 def draw_all(run_dir, world=None, graph=None) -> list[Path]:
     """Draw every figure of a run directory; without ``world``/``graph`` (``fedsim
     plot``) the topology is rebuilt from config.yaml."""
+    from fedsim.results import RunDir, RunDirError
     run_dir = Path(run_dir)
     plots = run_dir / "plots"
-    plots.mkdir(exist_ok=True)
-    rows = [json.loads(l) for l in (run_dir / "metrics.jsonl").read_text().splitlines() if l.strip()]
-    summary_path = run_dir / "summary.json"
-    summary = json.loads(summary_path.read_text()) if summary_path.exists() else {}
+    try:
+        plots.mkdir(exist_ok=True)
+    except OSError as exc:
+        raise RunDirError(f"{plots}: cannot create the plots directory: "
+                          f"{'a file of that name exists' if plots.exists() else exc.strerror}") from None
+    rows = RunDir(run_dir).read_metrics()
+    keys = ("accuracy_mean", "accuracy_min", "accuracy_max")
+    for number, row in enumerate(rows, 1):
+        if not all(isinstance(row.get(k), (int, float)) and not isinstance(row.get(k), bool) for k in keys):
+            raise RunDirError(f"{run_dir / 'metrics.jsonl'} line {number}: a row needs numbers {', '.join(keys)}")
+    summary = _read_summary(run_dir / "summary.json")
     written = []
-    accuracy_plot(rows, plots / "accuracy.png", summary.get("name", run_dir.name))
+    accuracy_plot(rows, plots / "accuracy.png", str(summary.get("name", run_dir.name)))
     written.append(plots / "accuracy.png")
     if graph is None:
-        import yaml
+        from fedsim import config
         from fedsim.topology import build
-        conf = yaml.safe_load((run_dir / "config.yaml").read_text())
-        topo = conf["topology"]
-        graph = build(topo["kind"], topo["n_peers"], conf["seed"], topo.get("args") or {})
-    byzantine = world.byzantine_ids if world is not None else summary.get("byzantine_ids", [])
-    curious = world.curious_ids if world is not None else summary.get("privacy", {}).get("curious_ids", [])
+        source = run_dir / "config.yaml"
+        conf = config.from_dict(config.read_yaml(source), str(source))
+        graph = build(conf.topology.kind, conf.topology.n_peers, conf.seed, conf.topology.args)
+    n = graph.number_of_nodes()
+    byzantine = world.byzantine_ids if world is not None else _peer_ids(summary, ("byzantine_ids",), n)
+    curious = world.curious_ids if world is not None else _peer_ids(summary, ("privacy", "curious_ids"), n)
     topology_plot(graph, byzantine, curious, plots / "topology.png")
     written.append(plots / "topology.png")
     if (run_dir / "privacy.pt").exists():
@@ -237,3 +246,30 @@ def peer_figures(run_dir: Path, graph: nx.Graph, byzantine, title: str) -> list[
                            run_dir / "plots" / "topology_accuracy.png", title=f"{title}, round {last}")
     written.append(run_dir / "plots" / "topology_accuracy.png")
     return written
+
+
+def _read_summary(path: Path) -> dict:
+    """summary.json as a mapping ({} when the run has none yet: it was interrupted)."""
+    from fedsim.results import RunDirError
+    if not path.exists():
+        return {}
+    try:
+        summary = json.loads(path.read_bytes())
+    except (OSError, ValueError) as exc:
+        raise RunDirError(f"{path}: cannot read the summary ({exc.__class__.__name__})") from None
+    if not isinstance(summary, dict):
+        raise RunDirError(f"{path}: the summary must be a JSON object")
+    return summary
+
+
+def _peer_ids(summary: dict, keys: tuple, n_peers: int) -> list:
+    """The peer ids stored under ``summary[keys[0]][keys[1]]...`` ([] when absent)."""
+    from fedsim.results import RunDirError
+    value = summary
+    for key in keys:
+        value = value.get(key, {}) if isinstance(value, dict) else None
+    if value == {}:
+        return []
+    if not isinstance(value, list) or not all(isinstance(i, int) and 0 <= i < n_peers for i in value):
+        raise RunDirError(f"summary.json: {'.'.join(keys)}: must be a list of peer ids in 0..{n_peers - 1}")
+    return value

@@ -191,7 +191,8 @@ def reconstructions_plot(privacy_pt, path) -> None:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    kept = torch.load(privacy_pt, weights_only=False)
+    from fedsim.results import read_privacy_record
+    kept = read_privacy_record(privacy_pt)
     if not kept:
         return
     cols = max(len(k["pairs"]) for k in kept)

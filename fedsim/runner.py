@@ -10,7 +10,7 @@ from typing import Optional
 
 
 from fedsim import config as cfg
-from fedsim.results import RunDir, default_dir
+from fedsim.results import RunDir, RunDirError, default_dir
 from fedsim.sinks import Sinks
 from fedsim.topology import Schedule, honest_components, neighbour_matrix
 
@@ -81,29 +81,77 @@ def run(scenario, overrides=None, out=None, resume=None, progress: Optional[bool
 
     if resume is not None:
         run_dir = RunDir(resume)
+        if not run_dir.path.is_dir():
+            raise RunDirError(f"{resume}: not a run directory (no such directory)")
+        source = str(run_dir.path / "config.yaml")
         if not (run_dir.path / "config.yaml").exists():
-            raise cfg.ScenarioError(f"{resume}: not a run directory (no config.yaml)")
-        s = cfg.from_dict(run_dir.read_config(), str(run_dir.path / "config.yaml"), overrides)
+            raise RunDirError(f"{resume}: not a run directory (no config.yaml)")
+        s = cfg.from_dict(run_dir.read_config(), source, overrides)
     else:
         s = _as_scenario(scenario, overrides)
         run_dir = RunDir(out or s.output.dir or default_dir(s.name))
+        source = str(scenario) if isinstance(scenario, (str, Path)) else "<scenario>"
     run_dir.create()
     handler = _attach_log(run_dir)
     try:
-        source = str(run_dir.path / "config.yaml") if resume is not None else \
-            (str(scenario) if isinstance(scenario, (str, Path)) else "<scenario>")
-        return _run(s, run_dir, resume is not None, progress, build_world, source)
+        checkpoint = None
+        if resume is not None:
+            checkpoint = run_dir.latest_checkpoint()
+            if checkpoint is not None:
+                check_resumable(checkpoint, s, source)
+        return _run(s, run_dir, resume is not None, checkpoint, progress, build_world, source)
+    except cfg.ScenarioError:
+        raise
+    except BaseException as exc:  # the full traceback goes to run.log; the terminal gets one line
+        handler.handle(log.makeRecord(log.name, logging.ERROR, __file__, 0, "run failed", (),
+                                      sys.exc_info()))
+        exc.run_log = handler.baseFilename
+        raise
     finally:
         log.removeHandler(handler)
         handler.close()
 
 
-def _run(s, run_dir: RunDir, resuming: bool, progress, build_world, source: str):
+# What --resume lets a scenario change: nothing the checkpoint's state depends on. The
+# number of rounds (to extend a run), how often to evaluate, the output options, the name,
+# and the backend (a run's numbers do not depend on it).
+RESUME_SAFE_KEYS = ("name", "rounds", "eval_every", "output", "backend.name", "backend.address",
+                    "backend.peers_per_actor", "backend.num_cpus")
+
+
+def _flatten(value, prefix: str = "") -> dict:
+    if isinstance(value, dict) and value:
+        out = {}
+        for key, item in value.items():
+            out.update(_flatten(item, f"{prefix}.{key}" if prefix else str(key)))
+        return out
+    return {prefix: value}
+
+
+def changed_keys(before: dict, after: dict) -> list[str]:
+    """Key paths whose values differ between two resolved scenarios, minus the safe ones."""
+    old, new = _flatten(before), _flatten(after)
+    changed = sorted(k for k in set(old) | set(new) if old.get(k, ...) != new.get(k, ...))
+    return [k for k in changed if not any(k == safe or k.startswith(safe + ".") for safe in RESUME_SAFE_KEYS)]
+
+
+def check_resumable(checkpoint: dict, s: cfg.Scenario, source: str) -> None:
+    """Refuse to resume when the scenario (edited config.yaml or --set) changes anything
+    the checkpoint depends on, or ends before the round the checkpoint reached."""
+    changed = changed_keys(checkpoint["scenario"], s.to_dict())
+    if changed:
+        raise cfg.ScenarioError(f"{source}: cannot resume: the scenario changed since the checkpoint in "
+                                f"{', '.join(changed)} (only {', '.join(RESUME_SAFE_KEYS)} may change)")
+    if s.rounds < checkpoint["round"]:
+        raise cfg.ScenarioError(f"{source}: rounds: must be >= {checkpoint['round']}, the round the checkpoint "
+                                f"reached, to resume; got {s.rounds}")
+
+
+def _run(s, run_dir: RunDir, resuming: bool, checkpoint, progress, build_world, source: str):
     t_start = time.perf_counter()
-    if not resuming:
-        run_dir.write_config(s.to_dict())
     schedule = Schedule(s.topology.kind, s.topology.n_peers, s.seed, s.topology.args, s.topology.resample_every)
     world = build_world(s, schedule, keep_images=s.privacy is not None, source=source)
+    run_dir.write_config(s.to_dict())  # only now: a scenario that fails to build leaves the directory as it was
     log.info("set-up %.2f s (features %s)", world.info["setup_seconds"],
              "from cache" if world.info["from_cache"] else "computed")
     warnings = []
@@ -122,7 +170,7 @@ def _run(s, run_dir: RunDir, resuming: bool, progress, build_world, source: str)
     start_round, elapsed_before = 1, 0.0
     rows = []
     if resuming:
-        state = run_dir.latest_checkpoint()
+        state = checkpoint
         if state is not None:
             backend.load_state_dict(state["peers"])
             start_round = state["round"] + 1
@@ -168,7 +216,7 @@ def _run(s, run_dir: RunDir, resuming: bool, progress, build_world, source: str)
                 acc = row["accuracy_mean"]
             if (s.output.checkpoint_every and r % s.output.checkpoint_every == 0) or r == s.rounds:
                 state = {"round": r, "peers": backend.state_dict(), "totals": dict(totals),
-                         "wall_time_s": elapsed_before + (time.perf_counter() - t_loop)}
+                         "wall_time_s": elapsed_before + (time.perf_counter() - t_loop), "scenario": s.to_dict()}
                 if privacy is not None:
                     state["privacy"] = privacy.state_dict()
                 run_dir.save_checkpoint(r, state)

@@ -8,13 +8,15 @@ every neighbour and receives from every neighbour.
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import networkx as nx
 import numpy as np
 
 from fedsim import rng
 from fedsim.registry import lookup, register
+
+
+MAX_EDGELIST_BYTES = 512 << 20  # ~50 million "u v" lines
 
 
 class TopologyError(ValueError):
@@ -104,10 +106,8 @@ def edgelist(n_peers: int, seed: int = 0, path: str | None = None) -> nx.Graph:
     _check_n(n_peers)
     if not path:
         raise TopologyError("edgelist needs args.path, a file of 'u v' lines")
-    try:
-        lines = Path(path).read_text().splitlines()
-    except OSError as exc:
-        raise TopologyError(f"cannot read edge list {path}: {exc.strerror}") from None
+    from fedsim.config import read_text_file
+    lines = read_text_file(path, MAX_EDGELIST_BYTES, "edge list").splitlines()
     graph = nx.empty_graph(n_peers)
     for number, line in enumerate(lines, 1):
         line = line.split("#", 1)[0].strip()

@@ -123,4 +123,5 @@ def test_impossible_data_is_a_user_error_at_run_time(tmp_path, capsys, overrides
     assert line.startswith("error: ") and str(path) in line
     for needle in needles:
         assert needle in line, (needle, line)
-    assert (tmp_path / "r" / "config.yaml").exists()
+    # The world failed to build: nothing was written over (config.yaml comes after set-up).
+    assert not (tmp_path / "r" / "config.yaml").exists()

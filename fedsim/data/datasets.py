@@ -19,8 +19,10 @@ from __future__ import annotations
 import gzip
 import os
 import shutil
+import stat
 import tempfile
 import urllib.request
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Sequence
@@ -132,6 +134,24 @@ def fashion_mnist_cache_dir() -> Path:
     return cache_dir() / "datasets" / "fashion-mnist"
 
 
+def check_root(root: Optional[str]) -> None:
+    """``data.root``, when given, must be a readable directory: a :class:`DataError` naming
+    the path and the reason otherwise (rather than silently looking elsewhere)."""
+    if not root:
+        return
+    path = Path(root).expanduser()
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        raise DataError(f"data.root: {path}: no such directory") from None
+    except OSError as exc:
+        raise DataError(f"data.root: {path}: cannot use: {exc.strerror}") from None
+    if not stat.S_ISDIR(mode):
+        raise DataError(f"data.root: {path}: not a directory")
+    if not os.access(path, os.R_OK | os.X_OK):
+        raise DataError(f"data.root: {path}: cannot read the directory: permission denied")
+
+
 def fashion_mnist_search_dirs(root: Optional[str] = None) -> list[Path]:
     """Where the IDX files are looked for, in order.
 
@@ -218,8 +238,8 @@ def read_idx(path: Path) -> np.ndarray:
     try:
         with opener(path, "rb") as f:
             raw = f.read()
-    except OSError as exc:
-        raise DataError(f"{path}: cannot read ({exc})") from exc
+    except (OSError, EOFError, zlib.error) as exc:  # unreadable, or a damaged / truncated .gz
+        raise DataError(f"{path}: cannot read ({exc.__class__.__name__}: {exc})") from None
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] != 0x08:
         raise DataError(f"{path}: not an unsigned-byte IDX file")
     ndim = raw[3]
@@ -240,6 +260,7 @@ def load_fashion_mnist(*, root: Optional[str] = None, seed: int = 0, test_fracti
     mirror into the user cache (short timeout). ``seed`` and ``test_fraction`` are ignored.
     """
     _check_no_args("fashion_mnist", args)
+    check_root(root)
     paths, source = locate_idx_files(fashion_mnist_search_dirs(root),
                                      fashion_mnist_cache_dir() if download else None)
     arrays = {key: read_idx(path) for key, path in paths.items()}

@@ -69,6 +69,17 @@ def _digest_tensor(hasher, tensor: torch.Tensor) -> None:
     hasher.update(memoryview(array).cast("B"))
 
 
+def content_digest(tensors: dict) -> str:
+    """BLAKE2b of a flat mapping of names to tensors (names, dtypes, shapes and bytes, in
+    name order): stored next to a cache entry and recomputed when it is loaded, so a
+    damaged or altered entry is recomputed instead of used."""
+    hasher = hashlib.blake2b(digest_size=16)
+    for name in sorted(tensors):
+        hasher.update(f"{name}\0".encode())
+        _digest_tensor(hasher, tensors[name])
+    return hasher.hexdigest()
+
+
 def dataset_fingerprint(dataset) -> str:
     """BLAKE2b of the dataset's four arrays (dtype, shape and bytes)."""
     hasher = hashlib.blake2b(digest_size=16)
@@ -140,10 +151,13 @@ def _build(dataset, backbone: str, backbone_args: dict, seed: int) -> nn.Module:
 
 def _load(directory: Path, dataset, backbone: str, backbone_args: dict, seed: int, key: str) -> FeatureSet:
     model = _build(dataset, backbone, backbone_args, seed)
-    model.load_state_dict(torch.load(directory / _BACKBONE_FILE, map_location="cpu", weights_only=True))
-    freeze(model)
-    features = torch.load(directory / _FEATURES_FILE, map_location="cpu", weights_only=True)
     meta = json.loads((directory / _META_FILE).read_text())
+    state = torch.load(directory / _BACKBONE_FILE, map_location="cpu", weights_only=True)
+    features = torch.load(directory / _FEATURES_FILE, map_location="cpu", weights_only=True)
+    if meta.get("digest") != {"backbone": content_digest(state), "features": content_digest(features)}:
+        raise ValueError("cached files do not match their recorded digest")
+    model.load_state_dict(state)
+    freeze(model)
     train, test = features["train"], features["test"]
     if train.shape != (len(dataset.train_images), model.feature_dim) or \
             test.shape != (len(dataset.test_images), model.feature_dim):
@@ -157,10 +171,13 @@ def _store(directory: Path, fs: FeatureSet, description: dict) -> None:
     directory.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=directory.parent, prefix=f".{directory.name}.tmp-"))
     try:
-        torch.save(fs.backbone.state_dict(), tmp / _BACKBONE_FILE)
-        torch.save({"train": fs.train_features, "test": fs.test_features}, tmp / _FEATURES_FILE)
-        (tmp / _META_FILE).write_text(json.dumps({**description, "pretrain_stats": fs.pretrain_stats},
-                                                 indent=1, sort_keys=True, default=str))
+        state = fs.backbone.state_dict()
+        features = {"train": fs.train_features, "test": fs.test_features}
+        torch.save(state, tmp / _BACKBONE_FILE)
+        torch.save(features, tmp / _FEATURES_FILE)
+        digest = {"backbone": content_digest(state), "features": content_digest(features)}
+        (tmp / _META_FILE).write_text(json.dumps({**description, "pretrain_stats": fs.pretrain_stats,
+                                                  "digest": digest}, indent=1, sort_keys=True, default=str))
         os.rename(tmp, directory)
     except OSError as exc:
         if not (directory / _META_FILE).exists():
