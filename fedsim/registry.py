@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import difflib
 import importlib
-from typing import Any, Callable
+import inspect
+from typing import Any, Callable, Optional
+
+from fedsim.params import RunFacts, check_declaration, defaults, describe as describe_constraints, validate
 
 KINDS = (
     "datasets",
@@ -24,6 +27,16 @@ KINDS = (
 
 # Packages that register names into the registry when imported.
 PLUGIN_PACKAGES = ("fedsim.data", "fedsim.models", "fedsim.topology", "attacks", "defenses")
+
+# Kinds whose plugins take arguments from the scenario: each declares ``parameters``
+# (see fedsim.params), checked against its signature when it registers. The names
+# given are the arguments the engine passes itself, not the scenario.
+DECLARED_KINDS = {
+    "defenses": (),
+    "attacks": (),
+    "inversions": (),
+    "privacy_defenses": (),
+}
 
 _REGISTRY: dict[str, dict[str, Any]] = {kind: {} for kind in KINDS}
 _plugins_loaded = False
@@ -49,6 +62,8 @@ def register(kind: str, name: str) -> Callable[[Any], Any]:
         raise ValueError(f"unknown registry kind {kind!r}; allowed: {', '.join(KINDS)}")
 
     def deco(obj: Any) -> Any:
+        if kind in DECLARED_KINDS:
+            check_declaration(obj, DECLARED_KINDS[kind])
         _REGISTRY[kind][name] = obj
         return obj
 
@@ -80,6 +95,32 @@ def lookup(kind: str, name: str) -> Any:
     return table[name]
 
 
+def validate_args(kind: str, name: str, args: dict, prefix: str = "",
+                  facts: Optional[RunFacts] = None) -> None:
+    """Check ``args`` for ``name`` of ``kind`` against its declared parameters (and, with
+    ``facts``, against the run); raise :class:`~fedsim.params.ParameterError`."""
+    plugin = lookup(kind, name)
+    if kind in DECLARED_KINDS:
+        validate(plugin, args, name=name, prefix=prefix, facts=facts)
+
+
 def create(kind: str, name: str, **kwargs: Any) -> Any:
-    """Instantiate ``name`` of ``kind`` with keyword arguments."""
+    """Instantiate ``name`` of ``kind`` with keyword arguments, validated first."""
+    validate_args(kind, name, kwargs)
     return lookup(kind, name)(**kwargs)
+
+
+def describe(kind: str, name: str) -> dict:
+    """What ``fedsim list -v`` prints of one plugin: its module, its paper (a declared
+    ``paper`` attribute, else the first paragraph of its docstring) and, for each declared
+    parameter, its default and what it must be (``parameters`` is None for kinds whose
+    arguments the scenario schema checks, e.g. partitions)."""
+    plugin = lookup(kind, name)
+    doc = inspect.getdoc(plugin) or ""
+    paper = getattr(plugin, "paper", None) or " ".join(doc.split("\n\n", 1)[0].split())
+    declared = getattr(plugin, "parameters", None)
+    rows = None
+    if declared is not None:
+        found = defaults(plugin)
+        rows = [(arg, found.get(arg), describe_constraints(c)) for arg, c in declared.items()]
+    return {"name": name, "module": plugin.__module__, "paper": paper, "parameters": rows}
