@@ -42,6 +42,8 @@ def _parser() -> argparse.ArgumentParser:
     v.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     l = sub.add_parser("list", help="list registered names")
     l.add_argument("kind", help=", ".join(LIST_KINDS))
+    l.add_argument("-v", "--verbose", action="store_true",
+                   help="each plugin's module, paper, parameters, defaults and constraints")
     pl = sub.add_parser("plot", help="redraw the figures of a run directory")
     pl.add_argument("dir")
     pl.add_argument("--rows", metavar="KEY", help="sweep directory: the swept key of the table's rows")
@@ -128,7 +130,10 @@ def _dispatch(args) -> int:
     if args.command == "list":
         if args.kind not in LIST_KINDS:
             return _user_error(f"unknown kind {args.kind!r}; allowed: {', '.join(LIST_KINDS)}")
-        print("\n".join(names(LIST_KINDS[args.kind])))
+        if args.verbose:
+            print("\n\n".join(_describe_plugin(LIST_KINDS[args.kind], name) for name in names(LIST_KINDS[args.kind])))
+        else:
+            print("\n".join(names(LIST_KINDS[args.kind])))
         return 0
     if args.command == "validate":
         from fedsim import config
