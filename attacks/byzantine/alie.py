@@ -9,6 +9,7 @@ import torch
 
 from attacks.base import Attack, send_to_all
 from attacks.byzantine._reference import honest_heads
+from fedsim.params import Interval
 from fedsim.registry import register
 
 
@@ -54,10 +55,9 @@ class ALittleIsEnough(Attack):
     """
 
     name = "alie"
+    parameters = {"z": [None, Interval(float)]}
 
     def __init__(self, z: Optional[float] = None):
-        if z is not None and not math.isfinite(float(z)):
-            raise ValueError(f"z must be a finite number, not {z!r}")
         self.z = None if z is None else float(z)
 
     def z_for(self, view) -> float:

@@ -4,6 +4,7 @@ from __future__ import annotations
 import torch
 
 from attacks.base import Attack
+from fedsim.params import Interval
 from fedsim.registry import register
 
 
@@ -47,10 +48,9 @@ class Dissensus(Attack):
     """
 
     name = "dissensus"
+    parameters = {"epsilon": Interval(float, 0, None, closed="neither")}
 
     def __init__(self, epsilon: float = 1.0):
-        if not epsilon > 0:
-            raise ValueError(f"epsilon must be > 0, not {epsilon!r}")
         self.epsilon = float(epsilon)
 
     def honest_neighbours(self, view, receiver: int) -> list:

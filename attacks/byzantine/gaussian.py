@@ -4,6 +4,7 @@ from __future__ import annotations
 import torch
 
 from attacks.base import Attack, send_to_all
+from fedsim.params import Interval, Options
 from fedsim.registry import register
 
 
@@ -23,12 +24,9 @@ class GaussianNoise(Attack):
     """
 
     name = "gaussian"
+    parameters = {"mean": Interval(float), "std": Interval(float, 0, None), "center": Options("zero", "honest_mean")}
 
     def __init__(self, mean: float = 0.0, std: float = 1.0, center: str = "zero"):
-        if center not in ("zero", "honest_mean"):
-            raise ValueError(f"center must be 'zero' or 'honest_mean', not {center!r}")
-        if std < 0:
-            raise ValueError("std must be >= 0")
         self.mean, self.std, self.center = float(mean), float(std), center
 
     def craft(self, view):

@@ -5,6 +5,7 @@ import torch
 
 from attacks.base import Attack, send_to_all
 from attacks.byzantine._reference import honest_updates, reference_head
+from fedsim.params import Interval
 from fedsim.registry import register
 
 
@@ -30,10 +31,9 @@ class InnerProductManipulation(Attack):
     """
 
     name = "ipm"
+    parameters = {"epsilon": Interval(float, 0, None, closed="neither")}
 
     def __init__(self, epsilon: float = 0.1):
-        if not epsilon > 0:
-            raise ValueError(f"epsilon must be > 0, not {epsilon!r}")
         self.epsilon = float(epsilon)
 
     def craft(self, view):

@@ -5,6 +5,7 @@ import torch
 
 from attacks.base import Attack, send_to_all
 from attacks.byzantine._reference import reference_head
+from fedsim.params import Interval
 from fedsim.registry import register
 
 
@@ -30,10 +31,9 @@ class SignFlip(Attack):
     """
 
     name = "sign_flip"
+    parameters = {"scale": Interval(float, 0, None, closed="neither")}
 
     def __init__(self, scale: float = 1.0):
-        if not scale > 0:
-            raise ValueError(f"scale must be > 0, not {scale!r}")
         self.scale = float(scale)
 
     def craft(self, view):
