@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import copy
 import difflib
-import inspect
 import math
 import os
 import re
@@ -18,6 +17,8 @@ from typing import Any, Literal, Optional, Union
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from fedsim.params import ParameterError, RunFacts
 
 
 class ScenarioError(Exception):
@@ -155,6 +156,8 @@ class Output(_Strict):
 
 class Scenario(_Strict):
     name: str = Field("scenario", description="scenario name (names the run directory)")
+    target_accuracy: float = Field(0.9, gt=0, le=1, description="summary.json's rounds_to_accuracy: the first "
+                                   "evaluated round whose accuracy_mean reaches it (Bristle's 90%)")
     seed: int = Field(0, ge=0, description="seed of every random draw")
     rounds: int = Field(30, ge=1, description="communication rounds")
     eval_every: int = Field(1, ge=1, description="evaluate every k rounds (and the last)")
@@ -404,24 +407,24 @@ def _check_name(source, key, kind, name):
         raise ScenarioError(f"{source}: {key}: {exc}") from None
 
 
-def _check_args(source, key, factory, args: dict, name: str):
-    """Instantiate ``factory(**args)`` so that bad arguments fail now, not mid-run."""
+def _check_args(source, key, kind, name, args: dict, facts):
+    """The plugin's declared parameter constraints and run checks (fedsim.params), so
+    that bad arguments fail now, with the same message as ``registry.create``."""
+    from fedsim.registry import validate_args
     try:
-        params = inspect.signature(factory).parameters
-    except (TypeError, ValueError):
-        params = {}
-    takes_kwargs = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
-    allowed = [p for p, v in params.items() if v.kind is not inspect.Parameter.VAR_KEYWORD and p != "self"]
-    for arg in args:
-        if not takes_kwargs and arg not in allowed:
-            close = difflib.get_close_matches(arg, allowed, n=2)
-            hint = f" (did you mean {', '.join(close)}?)" if close else ""
-            raise ScenarioError(f"{source}: {key}.{arg}: unknown argument of {name}{hint}; "
-                                f"allowed: {', '.join(allowed) or 'none'}")
-    try:
-        return factory(**args)
-    except (TypeError, ValueError) as exc:
-        raise ScenarioError(f"{source}: {key}: {exc}") from None
+        validate_args(kind, name, args, prefix=key, facts=facts)
+    except ParameterError as exc:
+        raise ScenarioError(f"{source}: {exc}") from None
+
+
+def run_facts(s: Scenario, graph) -> RunFacts:
+    """What the scenario fixes about the run, for the plugins' ``check_run`` hooks. The
+    neighbour counts come from the graph when it is static (a resampled graph may
+    differ from round to round: then only ``n_peers`` bounds them)."""
+    degrees = [d for _, d in graph.degree()] if s.topology.resample_every == 0 and len(graph) else None
+    return RunFacts(n_peers=s.topology.n_peers, n_byzantine=adversary_count(s),
+                    min_neighbours=min(degrees) if degrees else None,
+                    max_neighbours=max(degrees) if degrees else None)
 
 
 def adversary_count(scenario: Scenario) -> int:
@@ -511,13 +514,14 @@ def check_semantics(s: Scenario, source: str) -> None:
     builder = _check_name(source, "topology.kind", "topologies", s.topology.kind)
     from fedsim.topology import TopologyError
     try:
-        builder(n, seed=s.seed, **s.topology.args)
+        graph = builder(n, seed=s.seed, **s.topology.args)
     except TypeError as exc:
         raise ScenarioError(f"{source}: topology.args: {exc}") from None
     except (TopologyError, ValueError) as exc:
         raise ScenarioError(f"{source}: topology: {exc}") from None
-    defense = _check_name(source, "defense.name", "defenses", s.defense.name)
-    _check_args(source, "defense.args", defense, s.defense.args, s.defense.name)
+    facts = run_facts(s, graph)
+    _check_name(source, "defense.name", "defenses", s.defense.name)
+    _check_args(source, "defense.args", "defenses", s.defense.name, s.defense.args, facts)
     n_byz = adversary_count(s)
     if s.adversary is not None:
         adv = s.adversary
@@ -528,8 +532,8 @@ def check_semantics(s: Scenario, source: str) -> None:
         if n_byz >= n:
             raise ScenarioError(f"{source}: adversary: {n_byz} Byzantine peers leave no honest peer "
                                 f"among topology.n_peers={n}; use fewer than {n}")
-        attack = _check_name(source, "adversary.attack.name", "attacks", adv.attack.name)
-        _check_args(source, "adversary.attack.args", attack, adv.attack.args, adv.attack.name)
+        _check_name(source, "adversary.attack.name", "attacks", adv.attack.name)
+        _check_args(source, "adversary.attack.args", "attacks", adv.attack.name, adv.attack.args, facts)
     if s.privacy is not None:
         p = s.privacy
         n_curious = len(set(p.curious)) if isinstance(p.curious, list) else p.curious
@@ -542,10 +546,10 @@ def check_semantics(s: Scenario, source: str) -> None:
         if not p.rounds or bad_rounds:
             raise ScenarioError(f"{source}: privacy.rounds: rounds must lie in 1..{s.rounds}"
                                 + (f" (got {bad_rounds[0]})" if bad_rounds else " (got none)"))
-        inv = _check_name(source, "privacy.attack.name", "inversions", p.attack.name)
-        _check_args(source, "privacy.attack.args", inv, p.attack.args, p.attack.name)
-        pdef = _check_name(source, "privacy.defense.name", "privacy_defenses", p.defense.name)
-        _check_args(source, "privacy.defense.args", pdef, p.defense.args, p.defense.name)
+        _check_name(source, "privacy.attack.name", "inversions", p.attack.name)
+        _check_args(source, "privacy.attack.args", "inversions", p.attack.name, p.attack.args, facts)
+        _check_name(source, "privacy.defense.name", "privacy_defenses", p.defense.name)
+        _check_args(source, "privacy.defense.args", "privacy_defenses", p.defense.name, p.defense.args, facts)
     if s.backend.name == "local" and s.backend.address is not None:
         raise ScenarioError(f"{source}: backend.address: only used with backend.name: ray")
     if s.eval_samples is not None and s.eval_samples < 1:
