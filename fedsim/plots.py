@@ -57,23 +57,15 @@ def topology_plot(graph: nx.Graph, byzantine, curious, path: Path, seed: int = 0
 def draw_all(run_dir, world=None, graph=None) -> list[Path]:
     """Draw every figure of a run directory; without ``world``/``graph`` (``fedsim
     plot``) the topology is rebuilt from config.yaml."""
-    from fedsim.results import RunDir, RunDirError
+    from fedsim.results import RunDir, RunDirError, read_privacy_record
     run_dir = Path(run_dir)
-    plots = run_dir / "plots"
-    try:
-        plots.mkdir(exist_ok=True)
-    except OSError as exc:
-        raise RunDirError(f"{plots}: cannot create the plots directory: "
-                          f"{'a file of that name exists' if plots.exists() else exc.strerror}") from None
+    # Read and check every input first, so that a bad file leaves the old figures alone.
     rows = RunDir(run_dir).read_metrics()
     keys = ("accuracy_mean", "accuracy_min", "accuracy_max")
     for number, row in enumerate(rows, 1):
         if not all(isinstance(row.get(k), (int, float)) and not isinstance(row.get(k), bool) for k in keys):
             raise RunDirError(f"{run_dir / 'metrics.jsonl'} line {number}: a row needs numbers {', '.join(keys)}")
     summary = _read_summary(run_dir / "summary.json")
-    written = []
-    accuracy_plot(rows, plots / "accuracy.png", str(summary.get("name", run_dir.name)))
-    written.append(plots / "accuracy.png")
     if graph is None:
         from fedsim import config
         from fedsim.topology import build
@@ -83,11 +75,23 @@ def draw_all(run_dir, world=None, graph=None) -> list[Path]:
     n = graph.number_of_nodes()
     byzantine = world.byzantine_ids if world is not None else _peer_ids(summary, ("byzantine_ids",), n)
     curious = world.curious_ids if world is not None else _peer_ids(summary, ("privacy", "curious_ids"), n)
+    privacy_pt = run_dir / "privacy.pt"
+    if privacy_pt.exists():
+        read_privacy_record(privacy_pt)
+    plots = run_dir / "plots"
+    try:
+        plots.mkdir(exist_ok=True)
+    except OSError as exc:
+        raise RunDirError(f"{plots}: cannot create the plots directory: "
+                          f"{'a file of that name exists' if plots.exists() else exc.strerror}") from None
+    written = []
+    accuracy_plot(rows, plots / "accuracy.png", str(summary.get("name", run_dir.name)))
+    written.append(plots / "accuracy.png")
     topology_plot(graph, byzantine, curious, plots / "topology.png")
     written.append(plots / "topology.png")
-    if (run_dir / "privacy.pt").exists():
+    if privacy_pt.exists():
         from fedsim.privacy import reconstructions_plot
-        reconstructions_plot(run_dir / "privacy.pt", plots / "reconstructions.png")
+        reconstructions_plot(privacy_pt, plots / "reconstructions.png")
         written.append(plots / "reconstructions.png")
     if (run_dir / "peers.csv").exists():
         written += peer_figures(run_dir, graph, byzantine, str(summary.get("name", run_dir.name)))

@@ -16,6 +16,7 @@ import logging
 import math
 import os
 import re
+import shutil
 import stat
 import time
 from pathlib import Path
@@ -174,6 +175,8 @@ class RunDir:
     def save_checkpoint(self, round_: int, state: dict) -> None:
         """Write ``round_NNNNN.pt`` atomically, point ``latest`` at it, keep the last two."""
         path = self.checkpoints / f"round_{round_:05d}.pt"
+        if path.is_dir() and not path.is_symlink():  # damage in our own directory, skipped on resume
+            shutil.rmtree(path)
         buffer = io.BytesIO()
         torch.save(_plain(state), buffer)
         atomic_write(path, buffer.getvalue())
