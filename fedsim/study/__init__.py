@@ -19,6 +19,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import sys
 from pathlib import Path
 from typing import Optional
 
@@ -113,6 +114,8 @@ def run_sweep(sweep: Sweep, out=None, jobs: Optional[int] = None, ray: Optional[
                     run_local(pending, jobs or os.cpu_count() or 1, bar, str(cache_dir()))
             finally:
                 bar.close()
+        else:
+            print(f"sweep: all {len(work)} runs already finished", file=sys.stderr, flush=True)
         redraw(sweep_dir, rows, cols, sweep=sweep)
     return sweep_dir
 
