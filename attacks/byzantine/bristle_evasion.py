@@ -6,6 +6,8 @@ from typing import Optional
 import torch
 
 from attacks.base import Attack
+from fedsim import functional as F
+from fedsim.params import Interval, Options
 from fedsim.registry import register
 
 FOREIGN_MODES = ("permute", "negate")
@@ -31,7 +33,7 @@ def estimate_familiar(head: torch.Tensor, familiar_count: Optional[int] = None,
     always familiar.
     """
     if reference is not None:
-        score = (head.double() - reference.double()).norm(dim=1)
+        score = F.distances_to(reference, head)
     else:
         score = head[:, -1].double()
     n_classes = score.shape[0]
@@ -123,21 +125,21 @@ class BristleEvasion(Attack):
     """
 
     name = "bristle_evasion"
+    parameters = {"foreign_mode": Options(*FOREIGN_MODES), "scale": Interval(float, 0, None, closed="neither"),
+                  "familiar_count": [None, Interval(int, 1, None)], "claim_classes": [None, Interval(int, 1, None)],
+                  "noise_std": Interval(float, 0, None)}
 
     def __init__(self, foreign_mode: str = "permute", scale: float = 1.0, familiar_count: Optional[int] = None,
                  claim_classes: Optional[int] = None, noise_std: float = 0.0):
-        if foreign_mode not in FOREIGN_MODES:
-            raise ValueError(f"foreign_mode must be one of {', '.join(FOREIGN_MODES)}, not {foreign_mode!r}")
-        if not scale > 0:
-            raise ValueError(f"scale must be > 0, not {scale!r}")
-        if familiar_count is not None and (not isinstance(familiar_count, int) or familiar_count < 1):
-            raise ValueError(f"familiar_count must be an integer >= 1, not {familiar_count!r}")
-        if claim_classes is not None and (not isinstance(claim_classes, int) or claim_classes < 1):
-            raise ValueError(f"claim_classes must be an integer >= 1, not {claim_classes!r}")
-        if not noise_std >= 0:
-            raise ValueError(f"noise_std must be >= 0, not {noise_std!r}")
         self.foreign_mode, self.scale, self.familiar_count = foreign_mode, float(scale), familiar_count
         self.claim_classes, self.noise_std = claim_classes, float(noise_std)
+
+    @staticmethod
+    def check_run(args, facts):
+        count = args["familiar_count"]
+        if facts.n_classes is not None and count is not None and count > facts.n_classes:
+            return [("familiar_count", f"must be at most {facts.n_classes}, the dataset's number of classes")]
+        return []
 
     def claimed_num_classes(self, sender, true_count):
         return self.claim_classes if self.claim_classes is not None else true_count

@@ -7,6 +7,8 @@ import torch
 
 from attacks.base import Attack, send_to_all
 from attacks.byzantine._reference import honest_heads, reference_head
+from fedsim import functional as F
+from fedsim.params import Interval
 from fedsim.registry import register
 
 
@@ -24,12 +26,7 @@ def krum_select(points: torch.Tensor, f: int) -> int:
     ties to the lowest index.
     """
     n = points.shape[0]
-    if n == 1:
-        return 0
-    k = min(max(n - f - 2, 1), n - 1)
-    sq = torch.cdist(points.double(), points.double()).pow(2)
-    sq.fill_diagonal_(float("inf"))
-    scores = sq.sort(dim=1).values[:, :k].sum(dim=1)
+    scores = F.krum_scores(points, min(max(n - f - 2, 1), n - 1), compute_mode=F.CDIST_DEFAULT)
     return int(torch.argmin(scores))
 
 
@@ -48,12 +45,10 @@ def fang_krum_lambda_bound(benign: torch.Tensor, reference: torch.Tensor, n_byza
     m = h + c
     k = min(max(m - c - 2, 0), h - 1)
     if k > 0:
-        dist = torch.cdist(benign.double(), benign.double())
-        dist.fill_diagonal_(float("inf"))
-        near = dist.sort(dim=1).values[:, :k].sum(dim=1).min().item()
+        near = F.nearest_sums(F.pairwise_distances(benign, compute_mode=F.CDIST_DEFAULT), k).min().item()
     else:
         near = 0.0
-    far = (benign.double() - reference.double()).norm(dim=1).max().item()
+    far = F.distances_to(reference, benign).max().item()
     return near / (max(m - 2 * c - 1, 1) * math.sqrt(d)) + far / math.sqrt(d)
 
 
@@ -117,10 +112,9 @@ class FangKrum(Attack):
     """
 
     name = "fang_krum"
+    parameters = {"threshold": Interval(float, 0, None, closed="neither")}
 
     def __init__(self, threshold: float = 1e-5):
-        if not threshold > 0:
-            raise ValueError(f"threshold must be > 0, not {threshold!r}")
         self.threshold = float(threshold)
 
     def craft(self, view):
@@ -149,10 +143,9 @@ class FangTrimmedMean(Attack):
     """
 
     name = "fang_trimmed_mean"
+    parameters = {"b": Interval(float, 1, None, closed="neither")}
 
     def __init__(self, b: float = 2.0):
-        if not b > 1:
-            raise ValueError(f"b must be > 1, not {b!r}")
         self.b = float(b)
 
     def craft(self, view):

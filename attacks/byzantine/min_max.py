@@ -5,6 +5,8 @@ import torch
 
 from attacks.base import Attack, send_to_all
 from attacks.byzantine._reference import honest_updates, reference_head
+from fedsim import functional as F
+from fedsim.params import Interval, Options
 from fedsim.registry import register
 
 PERTURBATIONS = ("unit_vec", "sign", "std")
@@ -48,23 +50,30 @@ def halving_search(feasible, gamma_init: float, tolerance: float, max_steps: int
     return best
 
 
-def _squared_distances(points: torch.Tensor, others: torch.Tensor) -> torch.Tensor:
-    return torch.cdist(points.double(), others.double()).pow(2)
+def _squared_distances(points: torch.Tensor, others: torch.Tensor | None = None) -> torch.Tensor:
+    return F.pairwise_squared_distances(points, others, compute_mode=F.CDIST_DEFAULT)
+
+
+def largest_feasible(updates: torch.Tensor, kind: str, within_bound, gamma_init: float,
+                     tolerance: float) -> tuple[torch.Tensor, float]:
+    """``(mu + gamma p, gamma)`` with the largest gamma (by :func:`halving_search`) for
+    which ``within_bound`` holds for the squared distances ``[1, h]`` of ``mu + gamma p``
+    to ``updates [h, P]``."""
+    mean, p = updates.mean(dim=0), perturbation(updates, kind)
+
+    def feasible(gamma):
+        return within_bound(_squared_distances((mean + gamma * p).unsqueeze(0), updates))
+
+    gamma = halving_search(feasible, gamma_init, tolerance)
+    return mean + gamma * p, gamma
 
 
 def min_max_update(updates: torch.Tensor, kind: str, gamma_init: float = 10.0,
                    tolerance: float = 1e-5) -> tuple[torch.Tensor, float]:
-    """Min-Max: ``(mu + gamma p, gamma)`` with the largest gamma (by :func:`halving_search`)
-    such that ``max_i ||m - u_i||^2 <= max_{i,j} ||u_i - u_j||^2``; ``updates [h, P]``."""
-    mean, p = updates.mean(dim=0), perturbation(updates, kind)
-    bound = _squared_distances(updates, updates).max().item()
-
-    def feasible(gamma):
-        malicious = (mean + gamma * p).unsqueeze(0)
-        return _squared_distances(malicious, updates).max().item() <= bound
-
-    gamma = halving_search(feasible, gamma_init, tolerance)
-    return mean + gamma * p, gamma
+    """Min-Max: ``(mu + gamma p, gamma)`` with the largest gamma such that
+    ``max_i ||m - u_i||^2 <= max_{i,j} ||u_i - u_j||^2``; ``updates [h, P]``."""
+    bound = _squared_distances(updates).max().item()
+    return largest_feasible(updates, kind, lambda d2: d2.max().item() <= bound, gamma_init, tolerance)
 
 
 def min_sum_update(updates: torch.Tensor, kind: str, gamma_init: float = 10.0,
@@ -72,27 +81,17 @@ def min_sum_update(updates: torch.Tensor, kind: str, gamma_init: float = 10.0,
     """Min-Sum: ``(mu + gamma p, gamma)`` with the largest gamma such that
     ``sum_i ||m - u_i||^2 <= max_i sum_j ||u_i - u_j||^2`` (the paper's bound; the
     authors' code compares with the *min* over i instead)."""
-    mean, p = updates.mean(dim=0), perturbation(updates, kind)
-    bound = _squared_distances(updates, updates).sum(dim=1).max().item()
-
-    def feasible(gamma):
-        malicious = (mean + gamma * p).unsqueeze(0)
-        return _squared_distances(malicious, updates).sum().item() <= bound
-
-    gamma = halving_search(feasible, gamma_init, tolerance)
-    return mean + gamma * p, gamma
+    bound = _squared_distances(updates).sum(dim=1).max().item()
+    return largest_feasible(updates, kind, lambda d2: d2.sum().item() <= bound, gamma_init, tolerance)
 
 
 class _DistanceBoundedAttack(Attack):
     _solve = None
 
+    parameters = {"perturbation": Options(*PERTURBATIONS), "gamma_init": Interval(float, 0, None, closed="neither"),
+                  "tolerance": Interval(float, 0, None, closed="neither")}
+
     def __init__(self, perturbation: str = "std", gamma_init: float = 10.0, tolerance: float = 1e-5):
-        if perturbation not in PERTURBATIONS:
-            raise ValueError(f"perturbation must be one of {', '.join(PERTURBATIONS)}, not {perturbation!r}")
-        if not gamma_init > 0:
-            raise ValueError(f"gamma_init must be > 0, not {gamma_init!r}")
-        if not tolerance > 0:
-            raise ValueError(f"tolerance must be > 0, not {tolerance!r}")
         self.perturbation, self.gamma_init, self.tolerance = perturbation, float(gamma_init), float(tolerance)
 
     def craft(self, view):

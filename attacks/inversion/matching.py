@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import torch
 
-MATCHING = ("l2", "cosine")
+from fedsim import functional as F
 
 
 def l2_distance(dummy: torch.Tensor, observed: torch.Tensor) -> torch.Tensor:
@@ -19,16 +19,7 @@ def l2_distance(dummy: torch.Tensor, observed: torch.Tensor) -> torch.Tensor:
 
 
 def cosine_distance(dummy: torch.Tensor, observed: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:
-    a, b = dummy.flatten(), observed.flatten()
-    return 1.0 - (a @ b) / (a.norm() * b.norm()).clamp_min(eps)
-
-
-def matching_loss(kind: str, dummy: torch.Tensor, observed: torch.Tensor) -> torch.Tensor:
-    if kind == "l2":
-        return l2_distance(dummy, observed)
-    if kind == "cosine":
-        return cosine_distance(dummy, observed)
-    raise ValueError(f"matching must be one of {', '.join(MATCHING)}; got {kind!r}")
+    return 1.0 - F.cosine_similarity(dummy.flatten(), observed.flatten(), eps)
 
 
 def total_variation(images: torch.Tensor, image_ndim: int) -> torch.Tensor:

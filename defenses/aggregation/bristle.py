@@ -26,9 +26,11 @@ from typing import Optional
 
 import torch
 
-from defenses.base import Defense, finite_rows
-from fedsim.engine.messages import PeerContext
+from defenses.base import Defense
+from fedsim import functional as F
+from fedsim.api import PeerContext
 from fedsim.models.heads import head_logits
+from fedsim.params import Boolean, Interval, Options
 from fedsim.registry import register
 
 # --------------------------------------------------------------------------- prioritizer
@@ -40,8 +42,8 @@ def head_distances(own: torch.Tensor, received: torch.Tensor) -> torch.Tensor:
     float64, so that huge finite heads give a large distance rather than inf; a head
     holding NaN or inf is infinitely far (``+inf``).
     """
-    distances = torch.linalg.vector_norm((received.double() - own.double()).flatten(1), dim=1)
-    return torch.where(finite_rows(received), distances, torch.full_like(distances, math.inf))
+    distances = F.distances_to(own, received)
+    return torch.where(F.finite_rows(received), distances, torch.full_like(distances, math.inf))
 
 
 def draw_counts(alpha: float, beta: int) -> tuple[int, int, int]:
@@ -69,24 +71,33 @@ def distance_thirds(n: int) -> tuple[range, range, range]:
     return range(0, third), range(third, (2 * n) // 3), range(n - third, n)
 
 
+DRAWS = ("thirds", "uniform")
+
+
 def prioritize(own: torch.Tensor, received: torch.Tensor, alpha: float = 0.4, beta: int = 10,
-               rng: Optional[torch.Generator] = None) -> torch.Tensor:
+               rng: Optional[torch.Generator] = None, draw: str = "thirds") -> torch.Tensor:
     """Bristle's prioritizer: indices into ``received`` of the heads that take part.
 
-    With fewer than ``beta`` received heads, all of them (``arange(k)``). Otherwise the
-    heads are sorted by Euclidean distance to ``own`` (nearest first; ties keep the
-    received order; non-finite heads are infinitely far), split into thirds
-    (:func:`distance_thirds`) and, from each third, ``min(count, size of the third)``
-    heads are drawn uniformly at random without replacement with ``rng``, ``count`` from
-    :func:`draw_counts`. A third smaller than its count gives all its heads and the
-    shortfall is not made up from another third (the reference's
-    ``third.shuffled().take(count)``). Returns the drawn indices in ascending order.
+    With fewer than ``beta`` received heads, all of them (``arange(k)``). Otherwise, with
+    ``draw="thirds"`` (the paper), the heads are sorted by Euclidean distance to ``own``
+    (nearest first; ties keep the received order; non-finite heads are infinitely far),
+    split into thirds (:func:`distance_thirds`) and, from each third,
+    ``min(count, size of the third)`` heads are drawn uniformly at random without
+    replacement with ``rng``, ``count`` from :func:`draw_counts`. A third smaller than its
+    count gives all its heads and the shortfall is not made up from another third (the
+    reference's ``third.shuffled().take(count)``, Bristle.kt lines 64-72). With
+    ``draw="uniform"``, ``beta`` heads drawn uniformly at random, whatever their distance:
+    what the reference's last commit runs (Bristle.kt line 63,
+    ``distances.shuffled().take(10)``, the thirds commented out below it). Returns the
+    drawn indices in ascending order.
     """
     k = received.shape[0]
     if k < beta:
         return torch.arange(k)
     if rng is None:
         raise ValueError("bristle's prioritizer draws at random: ctx.rng must be a torch.Generator")
+    if draw == "uniform":
+        return torch.sort(torch.randperm(k, generator=rng)[:beta]).values
     order = torch.sort(head_distances(own, received), stable=True).indices
     chosen = []
     for third, count in zip(distance_thirds(k), draw_counts(alpha, beta)):
@@ -116,20 +127,20 @@ def f1_per_class(predictions: torch.Tensor, labels: torch.Tensor,
     return torch.where(denominator > 0, 2.0 * true_positives / safe, torch.zeros_like(safe))
 
 
-def select_classes(f1: torch.Tensor, claimed: Optional[torch.Tensor] = None) -> torch.Tensor:
+def select_classes(f1: torch.Tensor, phi: Optional[torch.Tensor] = None) -> torch.Tensor:
     """``S_j`` as a boolean mask ``[k, q]``: the ``phi_j`` familiar classes with the best F1.
 
-    ``f1 [k, q]``; ``claimed [k]`` = ``phi_j``, how many classes sender ``j`` says it holds.
-    All ``q`` familiar classes when ``claimed`` is None, ``phi_j = -1`` (not stated) or
+    ``f1 [k, q]``; ``phi [k]``: how many familiar classes sender ``j`` is judged on (the
+    overlap of class sets, a stated class count or a constant; see :class:`Bristle`).
+    All ``q`` familiar classes when ``phi`` is None, ``phi_j = -1`` (not known) or
     ``phi_j >= q``; otherwise the ``max(phi_j, 0)`` classes with the highest F1 (ties: the
     lower class id first, the reference's stable ``sortedByDescending``).
     """
     k, q = f1.shape
-    if claimed is None:
+    if phi is None:
         return torch.ones(k, q, dtype=torch.bool)
-    claimed = torch.as_tensor(claimed, dtype=torch.long).reshape(k)
-    phi = torch.where((claimed == -1) | (claimed >= q), torch.full_like(claimed, q),
-                      claimed.clamp(min=0))
+    phi = torch.as_tensor(phi, dtype=torch.long).reshape(k)
+    phi = torch.where((phi == -1) | (phi >= q), torch.full_like(phi, q), phi.clamp(min=0))
     rank_of_position = torch.arange(q).expand(k, q)
     order = torch.sort(f1, dim=1, descending=True, stable=True).indices
     selected = torch.zeros(k, q, dtype=torch.bool)
@@ -221,6 +232,19 @@ def integrate(own: torch.Tensor, heads: torch.Tensor, familiar: torch.Tensor,
     return own + (weights.unsqueeze(-1) * deltas).sum(dim=0) / total.unsqueeze(-1)
 
 
+def center_weights(head: torch.Tensor) -> torch.Tensor:
+    """Each class's weights minus their mean over the ``D`` features; the bias column is
+    kept: ``[C, D+1] -> [C, D+1]``.
+
+    What the reference does to every integrated model (Node.kt lines 269-272: each column
+    ``c`` of the weight matrix ``W [D, C]`` minus its ``meanNumber()``). Its MNIST output
+    layer has no bias (Runner.kt, ``OutputLayer ... .hasBias(false)``), so there is no
+    bias to centre; here the bias is left as it is.
+    """
+    weights = head[:, :-1]
+    return torch.cat([weights - weights.mean(dim=1, keepdim=True), head[:, -1:]], dim=1)
+
+
 def local_test_subset(features: torch.Tensor, labels: torch.Tensor,
                       per_class: Optional[int]) -> tuple[torch.Tensor, torch.Tensor]:
     """The first ``per_class`` test samples of each class (all when ``per_class`` is None)."""
@@ -237,7 +261,9 @@ def local_test_subset(features: torch.Tensor, labels: torch.Tensor,
 
 @register("defenses", "bristle")
 class Bristle(Defense):
-    """Bristle (Verbraeken, de Vos, Pouwelse 2021, arXiv:2110.11006).
+    """Bristle: a distance prioritizer, then per-class integration weighted by F1 on own test data.
+    Verbraeken, de Vos, Pouwelse 2021, "Bristle: Decentralized Federated Learning in
+    Byzantine, Non-i.i.d. Environments", arXiv:2110.11006.
 
     Peer ``i`` with own head ``x`` (after local training) and received heads ``x_j``:
 
@@ -249,18 +275,87 @@ class Bristle(Defense):
     2. Integrator: F1 of the own head and of every selected head on each familiar class
        (``ctx.classes``) of the local test set (prediction = argmax of the logits), all
        heads in one batched evaluation; ``S_j`` = the ``phi_j`` classes where ``j`` does
-       best (``phi_j = ctx.claimed_num_classes[j]``); with ``d = theta |F1_j,c - F1_i,c|``
+       best (``phi_j``: see ``phi`` below); with ``d = theta |F1_j,c - F1_i,c|``
        ``score_j,c = d^(3 + F1_i,c)`` if ``j`` is better, else ``-d^(4 + F1_i,c)``;
        ``cert_j = max(0, mean - std)`` of ``F1_j`` over ``S_j``;
        ``w_j,c = max(0, 10 sigmoid(max(-100, score_j,c) / 100) - 4) cert_j`` (familiar
        rows, 0 outside ``S_j``), ``W_j = max(0, 10 sigmoid(sum_c score_j,c / 100) - 4)
        cert_j`` (foreign rows); each row is the weighted average of the own row (weight
        1) and the senders' rows (:func:`integrate`).
+    3. Centring (``center=True``): each class's weights of the merged head minus their
+       mean (:func:`center_weights`).
 
-    Defaults: ``alpha = 0.4``, ``beta = 10`` (draws 4 / 5 / 2), ``theta = 10``,
-    ``test_size = None`` (all of ``ctx``'s local test set, i.e. ``test_per_class`` = kappa
-    per familiar class), ``weight_scale = 10``, ``weight_shift = 4``,
-    ``score_scale = 100``, ``score_floor = -100``.
+    Parameters
+    ----------
+    alpha : float in [0, 1], default 0.4
+        Prioritizer skew towards the far third.
+    beta : int >= 1, default 10
+        How many heads the prioritizer draws (4 / 5 / 2 from the thirds).
+    theta : float > 0, default 10
+        Scale of the F1 differences in the scores.
+    test_size : int >= 1, default None
+        Test samples per familiar class; ``None``: all of ``ctx``'s local test set
+        (``test_per_class`` = kappa per familiar class).
+    weight_scale : float > 0, default 10
+        ``10`` in the weight formulas.
+    weight_shift : float, default 4
+        ``4`` in the weight formulas.
+    score_scale : float > 0, default 100
+        ``100`` in the weight formulas.
+    score_floor : float, default -100
+        ``-100``, the floor of a familiar score.
+    phi : "overlap", "claimed" or int >= 0, default "overlap"
+        How many familiar classes sender ``j`` is judged on (see Notes).
+    center : bool, default True
+        Centre every class's weights after the integration (see Notes).
+    draw : {"thirds", "uniform"}, default "thirds"
+        The paper's prioritizer, or the reference's last commit's uniform draw (see
+        :func:`prioritize`).
+
+    Notes
+    -----
+    ``phi``:
+
+    - ``"overlap"`` (default): ``|C_i intersect C_j|``, the number of classes receiver and
+      sender both hold, from ``ctx.sender_class_overlap``. This is what the paper's
+      private set intersection cardinality reveals, and what the reference computes:
+      PSI_CA.kt lines 52-68 (``clientReceivesServerResponses``: ``count`` = how many of
+      the client's encrypted labels are in the server's Bloom filter), passed as
+      ``countPerPeer`` to Bristle.kt line 185 (``countPerPeer.getOrDefault(peer,
+      myF1PerClass.size)``). The engine computes it from the true class sets; a
+      Byzantine sender that states a class count other than its own is taken to claim
+      the receiver's classes first (overlap ``min(count, |C_i|)``), as the reference
+      assumes of attackers (Bristle.kt line 192: "assume that they have the same classes
+      as the current peer to maximize attack strength").
+    - ``"claimed"``: how many classes the sender says it holds
+      (``ctx.claimed_num_classes``), this module's reading before the overlap.
+    - an integer: the same ``phi`` for every sender. The reference's last commit runs
+      with ``countPerPeer = 3`` for every pair (SimulatedRunner.kt lines 131-137; the
+      PSI-CA exchange is commented out below them, lines 138-153, and ``USE_PSI_CA =
+      false``, line 18), so ``phi: 3`` reproduces the authors' experiments.
+
+    The overlap is the default because it is the protocol the paper describes and the
+    one the reference implements; the constant is a simulation shortcut of the
+    reference. A sender with overlap 0 has an empty ``S_j`` and weight 0 (the reference
+    drops overlaps below ``MIN_PSI_CA = 1`` from ``countPerPeer``, PSI_CA.kt lines 14
+    and 62, so such a sender falls back to all familiar classes, where it has F1 near 0
+    and hence certainty near 0).
+
+    ``center``: the reference centres every class's weights after each integration
+    (Node.kt lines 269-272); the paper does not mention it. Default ``True`` (follow the
+    code where the paper is silent); ``False`` keeps the merged head as integrated.
+
+    ``draw``: ``"thirds"`` (default) is the paper's prioritizer; ``"uniform"`` is what
+    the reference's last commit runs (see :func:`prioritize`). The paper is the default
+    because the commented-out thirds are its design and the uniform draw discards the
+    distance it is built on.
+
+    The reference's local training rule (Node.kt: ``resetTW`` line 198, ``fitNetwork``
+    line 169, ``updateCW`` lines 191-195) lives in the engine, not here: a peer trains
+    the full softmax on its data; the head it *sends* keeps the pre-training rows of the
+    classes it does not hold, while the head it integrates with (``own``, Bristle.kt
+    line 45: ``oldModel.sub(gradient)``, the trained network) has all rows trained. In a
+    scenario: ``training.missing_class_rows: keep``.
 
     Choices, following the reference implementation (Bristle.kt, commit "Add alpha"):
     the thirds and the short-third rule of :func:`prioritize`; F1 = 0 where undefined;
@@ -270,30 +365,42 @@ class Bristle(Defense):
     number. Robustness (not in the reference): a received head holding NaN or inf is
     infinitely far in the prioritizer and gets weight 0; a sender claiming 0 classes has
     an empty ``S_j`` and certainty 0.
+
+    References
+    ----------
+    .. [1] J. Verbraeken, M. de Vos, J. Pouwelse, "Bristle: decentralized federated
+       learning in Byzantine, non-i.i.d. environments", arXiv:2110.11006, 2021.
+    .. [2] The authors' reference implementation: ``fedml/.../ai/gar/Bristle.kt`` in
+       github.com/jverbraeken/trustchain-superapp.
+
+    Examples
+    --------
+    >>> from fedsim.examples import example_context, example_heads, rounded
+    >>> own, received = example_heads()  # 4 honest heads near own, 2 copies of an outlier
+    >>> merged = Bristle(phi=2, center=False).aggregate(own, received, example_context())
+    >>> merged  # the outliers score F1 0 on both classes: weight 0
+    tensor([[1., 0., 0.],
+            [0., 1., 0.]])
+    >>> Bristle(phi=2).aggregate(own, received, example_context())  # centred weights
+    tensor([[ 0.5000, -0.5000,  0.0000],
+            [-0.5000,  0.5000,  0.0000]])
     """
 
     name = "bristle"
     needs_context = True
+    parameters = {"alpha": Interval(float, 0, 1), "beta": Interval(int, 1, None),
+                  "theta": Interval(float, 0, None, closed="neither"), "test_size": [None, Interval(int, 1, None)],
+                  "weight_scale": Interval(float, 0, None, closed="neither"), "weight_shift": Interval(float),
+                  "score_scale": Interval(float, 0, None, closed="neither"), "score_floor": Interval(float),
+                  "phi": [Options("overlap", "claimed"), Interval(int, 0, None)], "center": Boolean(),
+                  "draw": Options(*DRAWS)}
 
     def __init__(self, alpha: float = 0.4, beta: int = 10, theta: float = 10.0,
                  test_size: Optional[int] = None, weight_scale: float = 10.0,
                  weight_shift: float = 4.0, score_scale: float = 100.0,
-                 score_floor: float = -100.0):
-        if not 0.0 <= float(alpha) <= 1.0:
-            raise ValueError(f"alpha must be in [0, 1], got {alpha!r}")
-        if isinstance(beta, bool) or int(beta) != beta or beta < 1:
-            raise ValueError(f"beta must be a positive integer, got {beta!r}")
-        if not float(theta) > 0:
-            raise ValueError(f"theta must be > 0, got {theta!r}")
-        if test_size is not None and (isinstance(test_size, bool) or int(test_size) != test_size
-                                      or test_size < 1):
-            raise ValueError(f"test_size must be a positive integer or None, got {test_size!r}")
-        if not float(weight_scale) > 0:
-            raise ValueError(f"weight_scale must be > 0, got {weight_scale!r}")
-        if not float(score_scale) > 0:
-            raise ValueError(f"score_scale must be > 0, got {score_scale!r}")
-        if not (math.isfinite(float(weight_shift)) and math.isfinite(float(score_floor))):
-            raise ValueError("weight_shift and score_floor must be finite numbers")
+                 score_floor: float = -100.0, phi="overlap", center: bool = True,
+                 draw: str = "thirds"):
+        self.phi, self.center, self.draw = phi, bool(center), draw
         self.alpha, self.beta, self.theta = float(alpha), int(beta), float(theta)
         self.test_size = None if test_size is None else int(test_size)
         self.weight_scale, self.weight_shift = float(weight_scale), float(weight_shift)
@@ -306,9 +413,9 @@ class Bristle(Defense):
                              "ctx.test_labels)")
         if received.shape[0] == 0:
             return own.clone()
-        chosen = prioritize(own, received, self.alpha, self.beta, ctx.rng)
+        chosen = prioritize(own, received, self.alpha, self.beta, ctx.rng, self.draw)
         heads = received[chosen]
-        usable = finite_rows(heads)
+        usable = F.finite_rows(heads)
         # Non-finite heads are evaluated as copies of own; their weights are zeroed below.
         heads = torch.where(usable[:, None, None], heads, own.expand_as(heads))
 
@@ -320,13 +427,21 @@ class Bristle(Defense):
         f1 = f1_per_class(logits.argmax(dim=-1), labels, familiar)          # [k+1, q]
         f1_own, f1_senders = f1[0], f1[1:]
 
-        claimed = None if ctx.claimed_num_classes is None else \
-            torch.as_tensor(ctx.claimed_num_classes, dtype=torch.long).flatten()[chosen]
-        selected = select_classes(f1_senders, claimed)
+        phi = self.sender_phi(ctx, received.shape[0])
+        selected = select_classes(f1_senders, None if phi is None else phi[chosen])
         cert = certainty(f1_senders, selected)
         cert = torch.where(usable, cert, torch.zeros_like(cert))
         scores = class_scores(f1_senders, f1_own, self.theta)
         weight_args = (self.weight_scale, self.weight_shift, self.score_scale)
         w_familiar = familiar_weights(scores, selected, cert, *weight_args, self.score_floor)
         w_foreign = foreign_weights(scores, selected, cert, *weight_args)
-        return integrate(own, heads, familiar, w_familiar, w_foreign)
+        merged = integrate(own, heads, familiar, w_familiar, w_foreign)
+        return center_weights(merged) if self.center else merged
+
+    def sender_phi(self, ctx: PeerContext, k: int) -> Optional[torch.Tensor]:
+        """``phi_j`` of each of the ``k`` received heads (``[k]``), or None (all familiar
+        classes) when the context does not carry what ``phi`` asks for."""
+        if isinstance(self.phi, int):
+            return torch.full((k,), self.phi, dtype=torch.long)
+        known = ctx.sender_class_overlap if self.phi == "overlap" else ctx.claimed_num_classes
+        return None if known is None else torch.as_tensor(known, dtype=torch.long).flatten()

@@ -8,14 +8,7 @@ from __future__ import annotations
 
 import torch
 
-from defenses.base import finite_rows
-
-
-def finite_received(received: torch.Tensor) -> torch.Tensor:
-    """The received heads without those holding NaN or inf: ``[k, C, P] -> [k', C, P]``."""
-    if received.shape[0] == 0:
-        return received
-    return received[finite_rows(received)]
+from fedsim import functional as F
 
 
 def candidates_with_own(own: torch.Tensor, received: torch.Tensor) -> torch.Tensor:
@@ -24,14 +17,13 @@ def candidates_with_own(own: torch.Tensor, received: torch.Tensor) -> torch.Tens
     The own head comes first so that ties (equal scores, equal distances) resolve
     towards it.
     """
-    rows = torch.cat([own.unsqueeze(0), finite_received(received)], dim=0)
+    rows = torch.cat([own.unsqueeze(0), F.drop_nonfinite(received)], dim=0)
     return rows.flatten(1).double()
 
 
 def group_valid(received: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """``[n, k]``: real (mask) and finite received rows of a padded group."""
-    finite = torch.isfinite(received.flatten(2)).all(dim=2)
-    return mask.bool() & finite
+    return mask.bool() & F.finite_rows(received, batch_dims=2)
 
 
 def zero_invalid(values: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
@@ -39,17 +31,3 @@ def zero_invalid(values: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
     shape = valid.shape + (1,) * (values.dim() - valid.dim())
     return torch.where(valid.view(shape), values, torch.zeros((), dtype=values.dtype))
 
-
-def check_count(name: str, value, minimum: int = 0) -> int:
-    """``value`` as an int >= ``minimum`` (bools rejected), else ``ValueError``."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    return value
-
-
-def check_positive(name: str, value) -> float:
-    """``value`` as a finite float > 0, else ``ValueError``."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0 \
-            or value == float("inf"):
-        raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
-    return float(value)

@@ -12,31 +12,14 @@ from typing import Optional
 import torch
 
 from defenses.base import Defense
-from defenses.aggregation.common import (candidates_with_own, check_count, finite_received,
-                                    group_valid, zero_invalid)
+from defenses.aggregation.common import candidates_with_own, group_valid, zero_invalid
+from fedsim import functional as F
+from defenses.aggregation.neighbour_bound import (BOUND, bound_at_most_neighbours, bound_needs_context,
+                                                  group_bounds, resolve_bound)
+from fedsim.params import Interval
 from fedsim.registry import register
 
 # ----------------------------------------------------------------- pure functions
-
-
-def coordinate_median(rows: torch.Tensor) -> torch.Tensor:
-    """Coordinate-wise median of ``rows [n, P]`` (n >= 1) -> ``[P]``.
-
-    For even ``n`` the mean of the two middle values (Yin et al.'s definition; note
-    ``torch.median`` would return the lower one).
-    """
-    ordered = rows.sort(dim=0).values
-    n = rows.shape[0]
-    return (ordered[(n - 1) // 2] + ordered[n // 2]) / 2
-
-
-def coordinate_trimmed_mean(rows: torch.Tensor, trim: int) -> torch.Tensor:
-    """Mean of ``rows [n, P]`` per coordinate after dropping the ``trim`` largest and the
-    ``trim`` smallest values; requires ``n - 2 * trim >= 1``."""
-    n = rows.shape[0]
-    if not 0 <= 2 * trim < n:
-        raise ValueError(f"cannot trim {trim} from each side of {n} values")
-    return rows.sort(dim=0).values[trim:n - trim].mean(dim=0)
 
 
 def effective_trim(requested: int, count: int) -> int:
@@ -53,8 +36,7 @@ def bridge_screen(own: torch.Tensor, neighbours: torch.Tensor, b: int) -> torch.
     """
     k = neighbours.shape[0]
     b = min(b, k // 2)
-    kept = neighbours.sort(dim=0).values[b:k - b]
-    return (own + kept.sum(dim=0)) / (k - 2 * b + 1)
+    return (own + F.trimmed_values(neighbours, b).sum(dim=0)) / (k - 2 * b + 1)
 
 
 def sort_padded(values: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
@@ -65,12 +47,11 @@ def sort_padded(values: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
     return filled.sort(dim=1).values
 
 
-def mean_of_positions(ordered: torch.Tensor, start: torch.Tensor, stop: torch.Tensor) -> torch.Tensor:
-    """Per group row ``i``, the mean of ``ordered[i, start_i:stop_i]`` -> ``[n, P]``."""
+def sum_of_positions(ordered: torch.Tensor, start: torch.Tensor, stop: torch.Tensor) -> torch.Tensor:
+    """Per group row ``i``, the sum of ``ordered[i, start_i:stop_i]`` -> ``[n, P]``."""
     positions = torch.arange(ordered.shape[1])
     keep = (positions >= start[:, None]) & (positions < stop[:, None])
-    total = torch.where(keep.unsqueeze(-1), ordered, torch.zeros((), dtype=ordered.dtype)).sum(dim=1)
-    return total / (stop - start).to(ordered.dtype)[:, None]
+    return torch.where(keep.unsqueeze(-1), ordered, torch.zeros((), dtype=ordered.dtype)).sum(dim=1)
 
 
 def _group_candidates(own: torch.Tensor, received: torch.Tensor, mask: torch.Tensor):
@@ -81,8 +62,7 @@ def _group_candidates(own: torch.Tensor, received: torch.Tensor, mask: torch.Ten
     return rows.flatten(2).double(), torch.cat([ones, valid], dim=1)
 
 
-def _trim_counts(count: torch.Tensor, f: Optional[int], beta: Optional[float]) -> torch.Tensor:
-    requested = torch.full_like(count, f) if f is not None else torch.floor(beta * count.double()).long()
+def _trim_counts(count: torch.Tensor, requested: torch.Tensor) -> torch.Tensor:
     return torch.minimum(requested, (count - 1) // 2).clamp(min=0)
 
 
@@ -91,22 +71,43 @@ def _trim_counts(count: torch.Tensor, f: Optional[int], beta: Optional[float]) -
 
 @register("defenses", "median")
 class CoordinateMedian(Defense):
-    """Coordinate-wise median (Yin, Chen, Ramchandran, Bartlett 2018, "Byzantine-robust
-    distributed learning: towards optimal statistical rates", ICML).
+    """Coordinate-wise median of the own head and the received heads.
+    Yin, Chen, Ramchandran, Bartlett 2018, "Byzantine-robust distributed learning:
+    towards optimal statistical rates", ICML.
 
     ``merged[p] = med{x_own[p], x_1[p], ..., x_k[p]}``: the server-style rule applied
     to the peer's own head as one more candidate (as in the decentralized baselines of
     He, Karimireddy, Jaggi 2022). For an even number of candidates the median is the
-    mean of the two middle values (the paper's definition). Received heads holding
-    NaN or inf are dropped first; with none left the own head is returned. No
-    arguments.
+    mean of the two middle values (the paper's definition). The rule has no parameters.
+
+    Notes
+    -----
+    Received heads holding NaN or inf are dropped first; with none left the own head
+    is returned. ``torch.median`` would return the lower middle value; the paper's
+    median averages the two.
+
+    References
+    ----------
+    .. [1] D. Yin, Y. Chen, K. Ramchandran, P. Bartlett, "Byzantine-robust distributed
+       learning: towards optimal statistical rates", ICML 2018.
+    .. [2] L. He, S. P. Karimireddy, M. Jaggi, "Byzantine-robust decentralized learning
+       via ClippedGossip", arXiv:2202.01545, 2022.
+
+    Examples
+    --------
+    >>> from fedsim.examples import example_heads, rounded
+    >>> own, received = example_heads()  # 4 honest heads near own, 2 copies of an outlier
+    >>> CoordinateMedian().aggregate(own, received)  # 7 candidates: the outlier is out-voted
+    tensor([[1., 0., 0.],
+            [0., 1., 0.]])
     """
 
     name = "median"
+    parameters = {}
 
     def aggregate(self, own, received, ctx=None):
         rows = candidates_with_own(own, received)
-        return coordinate_median(rows).view_as(own).to(own.dtype)
+        return F.coordinate_median(rows).view_as(own).to(own.dtype)
 
     def aggregate_group(self, own, received, mask, ctxs=None):
         rows, valid = _group_candidates(own, received, mask)
@@ -119,83 +120,145 @@ class CoordinateMedian(Defense):
 
 @register("defenses", "trimmed_mean")
 class TrimmedMean(Defense):
-    """Coordinate-wise trimmed mean (Yin, Chen, Ramchandran, Bartlett 2018,
-    "Byzantine-robust distributed learning: towards optimal statistical rates", ICML).
+    """Coordinate-wise trimmed mean of the own head and the received heads.
+    Yin, Chen, Ramchandran, Bartlett 2018, "Byzantine-robust distributed learning:
+    towards optimal statistical rates", ICML.
 
     Over the ``n = 1 + k`` candidates (own head included, non-finite received heads
     dropped), per coordinate: sort, drop the ``t`` largest and ``t`` smallest values,
     average the ``n - 2t`` left. ``t = f`` when ``f`` is given, ``t = floor(beta * n)``
     when ``beta`` (the paper's fraction) is given (as ``scipy.stats.trim_mean``).
-    Fallback: when ``2t >= n``, ``t`` is lowered to ``(n - 1) // 2`` (the median of the
-    candidates, lower/upper middle averaged when ``n`` is even).
 
-    Arguments: ``f`` (count trimmed from each side) or ``beta`` in ``[0, 0.5)``, not
-    both; default ``f = 1``.
+    Parameters
+    ----------
+    f : int >= 0, "auto" or float in [0, 1), default 1
+        How many values to trim from each side: a count; ``"auto"``, the peer's true
+        number of Byzantine senders this round (an oracle upper bound); or a fraction
+        of the ``k`` heads received (``t = floor(f k)``). See
+        ``defenses.aggregation.neighbour_bound``.
+    beta : float in [0, 0.5), default None
+        The paper's fraction of all ``n`` candidates (``t = floor(beta n)``); give ``f``
+        or ``beta``, not both.
+
+    Notes
+    -----
+    Fallback: when ``2t >= n``, ``t`` is lowered to ``(n - 1) // 2`` (the median of the
+    candidates, lower/upper middle averaged when ``n`` is even). ``f="auto"`` follows
+    the IOS authors' decentralized trimmed mean, which trims
+    ``graph.byzantine_sizes[node]`` (``ByrdLab/aggregation.py`` ``D_trimmed_mean.run``).
+
+    References
+    ----------
+    .. [1] D. Yin, Y. Chen, K. Ramchandran, P. Bartlett, "Byzantine-robust distributed
+       learning: towards optimal statistical rates", ICML 2018.
+
+    Examples
+    --------
+    >>> from fedsim.examples import example_heads, rounded
+    >>> own, received = example_heads()  # 4 honest heads near own, 2 copies of an outlier
+    >>> rounded(TrimmedMean(f=2).aggregate(own, received))  # both outlier copies trimmed
+    tensor([[0.9700, 0.0300, 0.0300],
+            [0.0300, 0.9700, 0.0300]])
     """
 
     name = "trimmed_mean"
+    parameters = {"f": [None] + BOUND, "beta": [None, Interval(float, 0, 0.5, closed="left")]}
 
-    def __init__(self, f: Optional[int] = None, beta: Optional[float] = None):
-        if f is not None and beta is not None:
-            raise ValueError("give trimmed_mean either f (a count) or beta (a fraction), not both")
-        if beta is None:
-            f = check_count("f", 1 if f is None else f)
-        elif isinstance(beta, bool) or not isinstance(beta, (int, float)) or not 0 <= beta < 0.5:
-            raise ValueError(f"beta must be a number in [0, 0.5), got {beta!r}")
-        self.f = f
+    def __init__(self, f=None, beta: Optional[float] = None):
+        self.f = 1 if f is None and beta is None else f
         self.beta = None if beta is None else float(beta)
+        self.needs_context = bound_needs_context(self.f)
 
-    def trim_for(self, count: int) -> int:
-        requested = self.f if self.f is not None else int(self.beta * count)
-        return effective_trim(requested, count)
+    @staticmethod
+    def check_run(args, facts):
+        if args["f"] is not None and args["beta"] is not None:
+            return [("beta", "must be null when f is given (give a count f or a fraction beta, not both)")]
+        return bound_at_most_neighbours(args, facts, "f")
+
+    def trim_for(self, count: int, received: int = 0, ctx=None) -> int:
+        """Trim per side for ``count`` candidates (own included) out of ``received`` heads."""
+        if self.f is None:
+            return effective_trim(int(self.beta * count), count)
+        return effective_trim(resolve_bound(self.f, received, ctx, "trimmed_mean"), count)
 
     def aggregate(self, own, received, ctx=None):
         rows = candidates_with_own(own, received)
-        merged = coordinate_trimmed_mean(rows, self.trim_for(rows.shape[0]))
+        merged = F.coordinate_trimmed_mean(rows, self.trim_for(rows.shape[0], received.shape[0], ctx))
         return merged.view_as(own).to(own.dtype)
 
     def aggregate_group(self, own, received, mask, ctxs=None):
         rows, valid = _group_candidates(own, received, mask)
         count = valid.sum(dim=1)
-        trim = _trim_counts(count, self.f, self.beta)
-        merged = mean_of_positions(sort_padded(rows, valid), trim, count - trim)
+        requested = torch.floor(self.beta * count.double()).long() if self.f is None \
+            else group_bounds(self.f, mask, ctxs, "trimmed_mean")
+        trim = _trim_counts(count, requested)
+        total = sum_of_positions(sort_padded(rows, valid), trim, count - trim)
+        merged = total / (count - 2 * trim).to(total.dtype)[:, None]
         return merged.view_as(own).to(own.dtype)
 
 
 @register("defenses", "bridge")
 class Bridge(Defense):
-    """BRIDGE-T (Yang & Bajwa 2019, "BRIDGE: Byzantine-resilient decentralized gradient
-    descent", arXiv:1908.08098; the screening of ByRDiE, Yang & Bajwa 2019, IEEE TSIPN).
+    """BRIDGE-T: trim each coordinate of the neighbours, average the rest with the own value.
+    Yang & Bajwa 2019, "BRIDGE: Byzantine-resilient decentralized gradient descent",
+    arXiv:1908.08098 (the screening of ByRDiE, Yang & Bajwa 2019, IEEE TSIPN).
 
     Per coordinate ``p``, the peer sorts its ``k`` neighbours' values, drops the ``b``
     largest and ``b`` smallest, and averages the rest together with its own value:
     ``merged[p] = (x_own[p] + sum_{j in kept_p} x_j[p]) / (k - 2b + 1)``. As in the
-    paper, the own value is always kept and is not part of the trimming. Non-finite
-    received heads are dropped first (``k`` counts the finite ones). Fallback: when
-    ``2b > k``, ``b`` is lowered to ``k // 2`` (with ``2b = k`` only the own head is
-    left). (The gradient step of BRIDGE happens in local training, not here.)
+    paper, the own value is always kept and is not part of the trimming.
 
-    Arguments: ``b`` (Byzantine neighbours tolerated), default 1.
+    Parameters
+    ----------
+    b : int >= 0, "auto" or float in [0, 1), default 1
+        Byzantine neighbours tolerated: a count, ``"auto"`` (the peer's true number of
+        Byzantine senders, an oracle upper bound) or a fraction of the heads received
+        (see ``defenses.aggregation.neighbour_bound``).
+
+    Notes
+    -----
+    Non-finite received heads are dropped first (``k`` counts the finite ones).
+    Fallback: when ``2b > k``, ``b`` is lowered to ``k // 2`` (with ``2b = k`` only the
+    own head is left). The gradient step of BRIDGE happens in local training, not here.
+
+    References
+    ----------
+    .. [1] Z. Yang, W. U. Bajwa, "BRIDGE: Byzantine-resilient decentralized gradient
+       descent", arXiv:1908.08098, 2019.
+    .. [2] Z. Yang, W. U. Bajwa, "ByRDiE: Byzantine-resilient distributed coordinate
+       descent for decentralized learning", IEEE TSIPN 2019.
+
+    Examples
+    --------
+    >>> from fedsim.examples import example_heads, rounded
+    >>> own, received = example_heads()  # 4 honest heads near own, 2 copies of an outlier
+    >>> rounded(Bridge(b=2).aggregate(own, received))
+    tensor([[0.9700, 0.0300, 0.0300],
+            [0.0300, 0.9700, 0.0300]])
     """
 
     name = "bridge"
+    parameters = {"b": BOUND}
 
-    def __init__(self, b: int = 1):
-        self.b = check_count("b", b)
+    def __init__(self, b=1):
+        self.b = b
+        self.needs_context = bound_needs_context(b)
+
+    @staticmethod
+    def check_run(args, facts):
+        return bound_at_most_neighbours(args, facts, "b")
 
     def aggregate(self, own, received, ctx=None):
-        neighbours = finite_received(received).flatten(1).double()
-        merged = bridge_screen(own.flatten().double(), neighbours, self.b)
+        neighbours = F.drop_nonfinite(received).flatten(1).double()
+        b = resolve_bound(self.b, received.shape[0], ctx, "bridge")
+        merged = bridge_screen(own.flatten().double(), neighbours, b)
         return merged.view_as(own).to(own.dtype)
 
     def aggregate_group(self, own, received, mask, ctxs=None):
         valid = group_valid(received, mask)
         rows = zero_invalid(received, valid).flatten(2).double()
         count = valid.sum(dim=1)
-        b = torch.minimum(torch.full_like(count, self.b), count // 2)
-        ordered = sort_padded(rows, valid)
-        positions = torch.arange(rows.shape[1])
-        keep = (positions >= b[:, None]) & (positions < (count - b)[:, None])
-        kept = torch.where(keep.unsqueeze(-1), ordered, torch.zeros((), dtype=ordered.dtype)).sum(dim=1)
+        b = torch.minimum(group_bounds(self.b, mask, ctxs, "bridge"), count // 2)
+        kept = sum_of_positions(sort_padded(rows, valid), b, count - b)
         merged = (own.flatten(1).double() + kept) / (count - 2 * b + 1).double()[:, None]
         return merged.view_as(own).to(own.dtype)

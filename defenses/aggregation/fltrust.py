@@ -4,24 +4,13 @@ from __future__ import annotations
 import torch
 
 from defenses.base import Defense
-from defenses.aggregation.loss_filters import drop_nonfinite
+from fedsim import functional as F
 from fedsim.registry import register
-
-
-def cosine_to(reference: torch.Tensor, updates: torch.Tensor) -> torch.Tensor:
-    """Cosine similarity of each row of ``updates [k, n]`` with ``reference [n]``;
-    0 where either vector is zero."""
-    ref_norm = reference.norm()
-    norms = updates.norm(dim=1)
-    dots = updates @ reference
-    denominator = norms * ref_norm
-    return torch.where(denominator > 0, dots / denominator.clamp(min=torch.finfo(dots.dtype).tiny),
-                       torch.zeros_like(dots))
 
 
 def trust_scores(root_update: torch.Tensor, updates: torch.Tensor) -> torch.Tensor:
     """``TS_j = ReLU(cos(g_j, g_0))`` for flattened ``updates [k, n]``, ``root_update [n]``."""
-    return torch.relu(cosine_to(root_update, updates))
+    return torch.relu(F.cosine_similarity(updates, root_update))
 
 
 def fltrust_update(root_update: torch.Tensor, updates: torch.Tensor):
@@ -39,31 +28,49 @@ def fltrust_update(root_update: torch.Tensor, updates: torch.Tensor):
 
 @register("defenses", "fltrust")
 class FLTrust(Defense):
-    """FLTrust (Cao, Fang, Liu, Gong 2021, "FLTrust: Byzantine-robust Federated
-    Learning via Trust Bootstrapping", NDSS), the peer playing the server.
+    """FLTrust: weigh each update by its cosine with the peer's own update.
+    Cao, Fang, Liu, Gong 2021, "FLTrust: Byzantine-robust Federated Learning via Trust
+    Bootstrapping", NDSS (the peer playing the server).
 
     With ``w = ctx.previous_head`` (the head before local training):
 
     - root update ``g_0 = own - w``; received updates ``g_j = x_j - w``;
-    - trust score ``TS_j = ReLU(cos(g_j, g_0))``;
+    - trust score ``TS_j = ReLU(cos(g_j, g_0))`` (:func:`fedsim.functional.cosine_similarity`);
     - magnitude normalisation ``g_j' = (||g_0|| / ||g_j||) g_j``;
     - ``merged = w + sum_j TS_j g_j' / sum_j TS_j``.
 
-    Choices: as in the paper, ``g_0`` is only the reference and is not itself one of
-    the averaged updates (the server learning rate is 1). When every ``TS_j`` is 0
-    (every update at 90 degrees or more from ``g_0``, ``g_0 = 0``, or nothing
-    finite received) the peer keeps its own head ``own = w + g_0``. Non-finite
-    received heads are dropped first. Computed in float64, returned in
-    ``own.dtype``. No arguments.
+    The rule has no parameters.
+
+    Notes
+    -----
+    As in the paper, ``g_0`` is only the reference and is not itself one of the
+    averaged updates (the server learning rate is 1). When every ``TS_j`` is 0 (every
+    update at 90 degrees or more from ``g_0``, ``g_0 = 0``, or nothing finite received)
+    the peer keeps its own head ``own = w + g_0``. Non-finite received heads are
+    dropped first. Computed in float64, returned in ``own.dtype``.
+
+    References
+    ----------
+    .. [1] X. Cao, M. Fang, J. Liu, N. Z. Gong, "FLTrust: Byzantine-robust federated
+       learning via trust bootstrapping", NDSS 2021.
+
+    Examples
+    --------
+    >>> from fedsim.examples import example_context, example_heads, rounded
+    >>> own, received = example_heads()  # previous_head is zero: heads are updates
+    >>> rounded(FLTrust().aggregate(own, received, example_context()))  # outliers: cos < 0
+    tensor([[0.9900, 0.0000, 0.0000],
+            [0.0000, 0.9900, 0.0000]])
     """
 
     name = "fltrust"
+    parameters = {}
     needs_context = True
 
     def aggregate(self, own, received, ctx=None):
         if ctx is None or ctx.previous_head is None:
             raise ValueError("fltrust needs a PeerContext with previous_head")
-        received = drop_nonfinite(received)
+        received = F.drop_nonfinite(received)
         base = ctx.previous_head.double()
         root_update = (own.double() - base).flatten()
         updates = (received.double() - base).flatten(1)

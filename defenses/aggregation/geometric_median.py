@@ -4,15 +4,16 @@ from __future__ import annotations
 import torch
 
 from defenses.base import Defense
-from defenses.aggregation.common import candidates_with_own, check_count, check_positive
-from defenses.aggregation.coordinate import coordinate_median
+from defenses.aggregation.common import candidates_with_own
+from fedsim import functional as F
+from fedsim.params import Interval
 from fedsim.registry import register
 
 
 def geometric_median_objective(point: torch.Tensor, rows: torch.Tensor,
                                weights: torch.Tensor) -> torch.Tensor:
     """``g(v) = sum_i alpha_i ||v - x_i||`` for ``point [P]``, ``rows [n, P]``, ``weights [n]``."""
-    return (weights * (rows - point).norm(dim=1)).sum()
+    return (weights * F.distances_to(point, rows)).sum()
 
 
 def smoothed_weiszfeld(rows: torch.Tensor, weights: torch.Tensor, nu: float, max_iter: int,
@@ -23,10 +24,10 @@ def smoothed_weiszfeld(rows: torch.Tensor, weights: torch.Tensor, nu: float, max
     at most ``max_iter`` times, stopping early once ``|g(v_old) - g(v)| <= tol * g(v)``.
     Starts at the coordinate-wise median (see :class:`GeometricMedian` for why).
     """
-    point = coordinate_median(rows)
+    point = F.coordinate_median(rows)
     objective = geometric_median_objective(point, rows, weights)
     for _ in range(max_iter):
-        betas = weights / (rows - point).norm(dim=1).clamp(min=nu)
+        betas = weights / F.distances_to(point, rows).clamp(min=nu)
         point = betas @ rows / betas.sum()
         previous, objective = objective, geometric_median_objective(point, rows, weights)
         if abs(previous - objective) <= tol * objective:
@@ -36,8 +37,9 @@ def smoothed_weiszfeld(rows: torch.Tensor, weights: torch.Tensor, nu: float, max
 
 @register("defenses", "geometric_median")
 class GeometricMedian(Defense):
-    """Geometric median, RFA (Pillutla, Kakade, Harchaoui 2022, "Robust aggregation for
-    federated learning", IEEE Transactions on Signal Processing).
+    """Geometric median (RFA) by the smoothed Weiszfeld algorithm.
+    Pillutla, Kakade, Harchaoui 2022, "Robust aggregation for federated learning", IEEE
+    Transactions on Signal Processing.
 
     ``argmin_v sum_i alpha_i ||v - x_i||`` over the own head and the finite received
     heads (own included as one more candidate; uniform ``alpha_i = 1/n``), computed by
@@ -45,6 +47,18 @@ class GeometricMedian(Defense):
     ``v <- sum_i beta_i x_i / sum_i beta_i``, at most ``max_iter`` iterations, stopping
     when the objective changes by at most ``tol`` times its value (the authors' code).
 
+    Parameters
+    ----------
+    nu : float > 0, default 1e-5
+        Smoothing: distances below ``nu`` count as ``nu`` (the authors' code).
+    max_iter : int >= 0, default 4
+        Most Weiszfeld iterations (the authors' code).
+    tol : float >= 0, default 1e-6
+        Stop when the objective changes by at most ``tol`` times its value (the
+        authors' code).
+
+    Notes
+    -----
     Start point: the paper leaves ``v^(0)`` free and the authors' code starts at the
     mean, which one huge outlier drags arbitrarily far (Weiszfeld then gains only a
     factor of about ``n - 1`` per iteration, and the relative-objective stop fires
@@ -54,17 +68,26 @@ class GeometricMedian(Defense):
     start that coincides with a candidate moves only by about ``nu`` per iteration;
     the result is then that robust start.)
 
-    Defaults (the authors' code): ``nu = 1e-5``, ``max_iter = 4``, ``tol = 1e-6``.
+    References
+    ----------
+    .. [1] K. Pillutla, S. M. Kakade, Z. Harchaoui, "Robust aggregation for federated
+       learning", IEEE Transactions on Signal Processing 70, 2022.
+
+    Examples
+    --------
+    >>> from fedsim.examples import example_heads, rounded
+    >>> own, received = example_heads()  # 4 honest heads near own, 2 copies of an outlier
+    >>> rounded(GeometricMedian().aggregate(own, received))
+    tensor([[1., 0., 0.],
+            [0., 1., 0.]])
     """
 
     name = "geometric_median"
+    parameters = {"nu": Interval(float, 0, None, closed="neither"), "max_iter": Interval(int, 0, None),
+                  "tol": Interval(float, 0, None)}
 
     def __init__(self, nu: float = 1e-5, max_iter: int = 4, tol: float = 1e-6):
-        self.nu = check_positive("nu", nu)
-        self.max_iter = check_count("max_iter", max_iter)
-        if isinstance(tol, bool) or not isinstance(tol, (int, float)) or not 0 <= tol < float("inf"):
-            raise ValueError(f"tol must be a finite number >= 0, got {tol!r}")
-        self.tol = float(tol)
+        self.nu, self.max_iter, self.tol = float(nu), max_iter, float(tol)
 
     def aggregate(self, own, received, ctx=None):
         rows = candidates_with_own(own, received)

@@ -4,7 +4,9 @@ from __future__ import annotations
 import torch
 
 from defenses.base import Defense
-from defenses.aggregation.loss_filters import drop_nonfinite
+from fedsim import functional as F
+from defenses.aggregation.neighbour_bound import (BOUND, WEIGHTS, bound_at_most_neighbours,
+                                                  bound_needs_context, context_weights, resolve_bound)
 from fedsim.registry import register
 
 
@@ -28,7 +30,7 @@ def iterative_outlier_scissor(own: torch.Tensor, received: torch.Tensor, f: int,
 
     for _ in range(min(f, models.shape[0])):
         centre = weighted_mean(models, weights)
-        distances = (models - centre).flatten(1).norm(dim=1)
+        distances = F.distances_to(centre, models)
         keep = torch.ones(models.shape[0], dtype=torch.bool)
         keep[int(torch.argmax(distances))] = False
         models, weights = models[keep], weights[keep]
@@ -37,9 +39,9 @@ def iterative_outlier_scissor(own: torch.Tensor, received: torch.Tensor, f: int,
 
 @register("defenses", "ios")
 class IOS(Defense):
-    """Iterative outlier scissor (Wu, Chen, Ling 2023, "Byzantine-resilient
-    decentralized stochastic optimization with robust aggregation rules", IEEE
-    Transactions on Signal Processing).
+    """IOS: remove, ``f`` times, the neighbour farthest from the weighted average.
+    Wu, Chen, Ling 2023, "Byzantine-resilient decentralized stochastic optimization with
+    robust aggregation rules", IEEE Transactions on Signal Processing.
 
     Starting from ``U = received`` (non-finite heads dropped first), ``f`` times:
     compute the weighted average ``xbar = (w_ii x_i + sum_{j in U} w_ij x_j) /
@@ -47,28 +49,63 @@ class IOS(Defense):
     it (Euclidean); the result is the weighted average over ``{i} U U``. The own head
     is always kept, as in the paper (the scissor acts on neighbours only).
 
-    Weights: the paper uses a doubly stochastic mixing matrix of the graph (its
-    code uses Metropolis-Hastings-like weights); a peer here does not know its
-    neighbours' degrees, so every participant gets the same weight
-    ``1 / (k + 1)`` (the normalisation cancels it). ``f`` is not reduced by the
-    number of non-finite heads dropped (a conservative choice: up to ``f`` more
-    outliers may remain). When ``f >= k`` every neighbour is removed and the own
-    head is returned.
+    Parameters
+    ----------
+    f : int >= 0, "auto" or float in [0, 1), default 1
+        How many neighbours to remove (see ``defenses.aggregation.neighbour_bound``): a
+        count for every peer; ``"auto"``, the peer's true number of Byzantine senders
+        this round (an oracle upper bound); or a fraction of the heads received
+        (``floor(f k)``).
+    weights : {"uniform", "metropolis_hastings"}, default "uniform"
+        ``"uniform"`` gives every participant ``1 / (k + 1)``; ``"metropolis_hastings"``
+        the paper's doubly stochastic mixing matrix, from ``ctx.degree`` and
+        ``ctx.sender_degrees``.
 
-    Defaults: ``f = 1`` (the number of Byzantine neighbours to tolerate).
+    Notes
+    -----
+    ``f="auto"`` is what the authors' code scissors: ``graph.byzantine_sizes[node]``
+    models (``ByrdLab/aggregation.py`` ``D_ios.run``). ``f`` is not reduced by the
+    number of non-finite heads dropped (a conservative choice: up to ``f`` more outliers
+    may remain). When ``f >= k`` every neighbour is removed and the own head is
+    returned. The Metropolis-Hastings weights are built as in the authors' code
+    (``D_ios.__init__``: ``w_ij = 1 / max(deg_i + 1, deg_j + 1)``, ``w_ii = 1 - sum_j
+    w_ij`` over all received heads). ``weights="uniform"`` is the behaviour before
+    per-peer bounds.
+
+    References
+    ----------
+    .. [1] Z. Wu, T. Chen, Q. Ling, "Byzantine-resilient decentralized stochastic
+       optimization with robust aggregation rules", IEEE Transactions on Signal
+       Processing 71, 2023.
+
+    Examples
+    --------
+    >>> from fedsim.examples import example_heads, rounded
+    >>> own, received = example_heads()  # 4 honest heads near own, 2 copies of an outlier
+    >>> IOS(f=2).aggregate(own, received)  # removes both outlier copies
+    tensor([[1., 0., 0.],
+            [0., 1., 0.]])
     """
 
     name = "ios"
-    needs_context = False
+    parameters = {"f": BOUND, "weights": WEIGHTS}
 
-    def __init__(self, f: int = 1):
-        if isinstance(f, bool) or not isinstance(f, int) or f < 0:
-            raise ValueError(f"f must be a non-negative integer, got {f!r}")
+    def __init__(self, f=1, weights: str = "uniform"):
         self.f = f
+        self.weights = weights
+        self.needs_context = bound_needs_context(f) or weights == "metropolis_hastings"
+
+    @staticmethod
+    def check_run(args, facts):
+        return bound_at_most_neighbours(args, facts, "f")
 
     def aggregate(self, own, received, ctx=None):
-        received = drop_nonfinite(received)
         k = received.shape[0]
-        weight = 1.0 / (k + 1)
-        return iterative_outlier_scissor(own, received, self.f, weight,
-                                         torch.full((k,), weight, dtype=torch.float64))
+        if self.weights == "metropolis_hastings":
+            own_weight, neighbour_weights = context_weights(ctx, "ios")
+        else:
+            own_weight = 1.0 / (k + 1)
+            neighbour_weights = torch.full((k,), own_weight, dtype=torch.float64)
+        finite = F.finite_rows(received)
+        f = resolve_bound(self.f, k, ctx, "ios")
+        return iterative_outlier_scissor(own, received[finite], f, own_weight, neighbour_weights[finite])

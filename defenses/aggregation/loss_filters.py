@@ -12,17 +12,10 @@ from typing import Optional
 
 import torch
 
-from defenses.base import finite_rows
-from fedsim.engine.messages import PeerContext
+from fedsim import functional as F
+from fedsim.api import PeerContext
 from fedsim.models.heads import get_head, head_logits
-
-
-def distances_to(own: torch.Tensor, received: torch.Tensor) -> torch.Tensor:
-    """Euclidean distance of each received head to ``own``: ``[k, C, P], [C, P] -> [k]``.
-
-    Computed in float64 so that huge finite heads give a large distance, not inf.
-    """
-    return (received.double() - own.double()).flatten(1).norm(dim=1)
+from fedsim.params import Interval, Options
 
 
 def nearest_indices(distances: torch.Tensor, count: int) -> torch.Tensor:
@@ -34,14 +27,24 @@ def nearest_indices(distances: torch.Tensor, count: int) -> torch.Tensor:
     return torch.sort(distances, stable=True).indices[:count]
 
 
-def selection_size(rho: float, k: int) -> int:
-    """``ceil(rho * k)``, at least 1 when ``k > 0``.
+ROUNDINGS = ("ceil", "floor")
+FALLBACKS = ("own", "best", "nearest")
+LOSS_REFERENCES = ("previous", "trained")
+
+
+def selection_size(rho: float, k: int, rounding: str = "ceil") -> int:
+    """``ceil(rho * k)`` (at least 1 when ``k > 0``) or ``floor(rho * k)`` (may be 0).
 
     If at least a fraction ``rho`` of the ``k`` neighbours is honest, at least
-    ``ceil(rho * k)`` of them are, so the ceiling never asks for more than exist.
+    ``ceil(rho * k)`` of them are, so the ceiling never asks for more than exist. The
+    floor is what the public Mozi implementation takes (``int(self.rho *
+    len(neighbor_inputs))``, epfml/byzantine-robust-decentralized-optimizer
+    ``codes/aggregator.py``, ``Mozi.__call__``).
     """
     if k == 0:
         return 0
+    if rounding == "floor":
+        return min(k, math.floor(rho * k + 1e-9))
     return max(1, min(k, math.ceil(rho * k - 1e-9)))
 
 
@@ -67,27 +70,45 @@ def blend_with_own(own: torch.Tensor, accepted: torch.Tensor, alpha: float) -> t
 
 
 def two_stage_accepted(own: torch.Tensor, received: torch.Tensor, features: torch.Tensor,
-                       labels: torch.Tensor, loss: str, rho: float,
-                       keep_best_if_none: bool) -> torch.Tensor:
+                       labels: torch.Tensor, loss: str, rho: float, if_none: str,
+                       loss_reference: Optional[torch.Tensor] = None,
+                       rounding: str = "ceil") -> torch.Tensor:
     """Indices into ``received`` that pass both stages.
 
-    Stage 1: ``N_s = the ceil(rho k) received heads nearest to own``.
-    Stage 2: ``N_r = {j in N_s : loss(x_j) <= loss(own)}``. If ``N_r`` is empty and
-    ``keep_best_if_none`` (UBAR), ``N_r = {argmin_{j in N_s} loss(x_j)}``; otherwise
-    (Mozi) it stays empty and the caller keeps its own head.
+    Stage 1: ``N_s = the selection_size(rho, k, rounding) received heads nearest to own``.
+    Stage 2: ``N_r = {j in N_s : loss(x_j) <= loss(reference)}``, ``reference`` being
+    ``loss_reference`` (``own`` when ``None``). If ``N_r`` is empty: ``if_none="best"``
+    (UBAR) keeps ``argmin_{j in N_s} loss(x_j)``; ``"nearest"`` (the public Mozi code)
+    keeps the received head nearest to own; ``"own"`` keeps nothing (the caller keeps
+    its own head).
     """
     k = received.shape[0]
     if k == 0:
         return torch.zeros(0, dtype=torch.long)
-    candidates = nearest_indices(distances_to(own, received), selection_size(rho, k))
+    distances = F.distances_to(own, received)
+    candidates = nearest_indices(distances, selection_size(rho, k, rounding))
     candidate_losses = head_losses(received[candidates], features, labels, loss)
-    own_loss = head_losses(own.unsqueeze(0), features, labels, loss)[0]
-    passed = candidates[candidate_losses <= own_loss]
-    if passed.numel() == 0 and keep_best_if_none:
+    reference = own if loss_reference is None else loss_reference
+    reference_loss = head_losses(reference.unsqueeze(0), features, labels, loss)[0]
+    passed = candidates[candidate_losses <= reference_loss]
+    if passed.numel() == 0 and if_none == "best" and candidates.numel():
         best = int(torch.argmin(candidate_losses))
         if math.isfinite(float(candidate_losses[best])):
             passed = candidates[best:best + 1]
+    if passed.numel() == 0 and if_none == "nearest":
+        passed = nearest_indices(distances, 1)
     return passed
+
+
+def loss_reference_head(own: torch.Tensor, ctx, which: str) -> torch.Tensor:
+    """The head candidates' losses are compared with: ``ctx.previous_head`` (the head
+    before this round's local training, the ``x_i`` of Mozi and UBAR, whose gradient
+    step comes after the filter) for ``"previous"``, ``own`` (trained) for ``"trained"``."""
+    if which == "previous":
+        if ctx is None or ctx.previous_head is None:
+            raise ValueError("loss_reference='previous' needs a PeerContext with previous_head")
+        return ctx.previous_head
+    return own
 
 
 def require_training_data(ctx: Optional[PeerContext], rule: str) -> tuple[torch.Tensor, torch.Tensor]:
@@ -99,14 +120,7 @@ def require_training_data(ctx: Optional[PeerContext], rule: str) -> tuple[torch.
     return ctx.train_features, ctx.train_labels
 
 
-def check_rho_alpha(rho: float, alpha: float) -> tuple[float, float]:
-    if not 0.0 < float(rho) <= 1.0:
-        raise ValueError(f"rho must be in (0, 1], got {rho!r}")
-    if not 0.0 <= float(alpha) <= 1.0:
-        raise ValueError(f"alpha must be in [0, 1], got {alpha!r}")
-    return float(rho), float(alpha)
-
-
-def drop_nonfinite(received: torch.Tensor) -> torch.Tensor:
-    """The received heads that hold only finite values."""
-    return received[finite_rows(received)] if received.shape[0] else received
+# The two arguments Mozi and UBAR share: the share of neighbours kept by distance and
+# the weight of the own head in the blend.
+RHO_ALPHA = {"rho": Interval(float, 0, 1, closed="right"), "alpha": Interval(float, 0, 1)}
+LOSS_REFERENCE = {"loss_reference": Options(*LOSS_REFERENCES)}

@@ -1,45 +1,101 @@
 """Mozi: distance filter, then performance filter, then blend with the own head."""
 from __future__ import annotations
 
+from typing import Optional
+
 from defenses.base import Defense
-from defenses.aggregation.loss_filters import (blend_with_own, check_rho_alpha, drop_nonfinite,
-                                   require_training_data, two_stage_accepted)
+from defenses.aggregation.loss_filters import (FALLBACKS, LOSS_REFERENCE, RHO_ALPHA, ROUNDINGS,
+                                               blend_with_own, loss_reference_head,
+                                               require_training_data, two_stage_accepted)
+from defenses.aggregation.ubar import sample_batch
+from fedsim.params import Interval, Options
+from fedsim import functional as F
 from fedsim.registry import register
 
 
 @register("defenses", "mozi")
 class Mozi(Defense):
-    """Mozi (Guo et al. 2021, "Towards Byzantine-resilient Learning in Decentralized
-    Systems", arXiv:2002.08569).
+    """Mozi: keep the nearest received heads that do no worse on own data, blend with own.
+    Guo et al. 2021, "Towards Byzantine-resilient Learning in Decentralized Systems",
+    arXiv:2002.08569.
 
     Peer ``i`` with own head ``x_i`` and received heads ``x_j`` (non-finite ones
     dropped first):
 
-    1. distance stage: ``N_s = argmin_{S, |S| = ceil(rho k)} sum_{j in S} ||x_i - x_j||``,
-       i.e. the ``ceil(rho k)`` received heads nearest to ``x_i``;
+    1. distance stage: ``N_s = argmin_{S, |S| = s} sum_{j in S} ||x_i - x_j||``,
+       i.e. the ``s`` received heads nearest to ``x_i`` (the trained head), with
+       ``s = floor(rho k)`` (``selection="floor"``, default) or ``ceil(rho k)``;
     2. performance stage: ``N_r = {j in N_s : l(x_j; xi_i) <= l(x_i; xi_i)}`` where
-       ``l`` is the head's mean loss and ``xi_i`` the peer's own training samples
-       (all of them: ``ctx.train_features``, ``ctx.train_labels``);
+       ``l`` is the head's mean loss on ``xi_i``, one mini-batch of ``batch_size`` of
+       the peer's training samples drawn with ``ctx.rng`` (``None``: all of them), and
+       ``x_i`` in the loss is ``ctx.previous_head``, the head before this round's local
+       training (``loss_reference="previous"``; ``"trained"``: the trained head);
     3. ``merged = alpha x_i + (1 - alpha) mean_{j in N_r} x_j``.
 
-    Choices: when ``N_r`` is empty the peer keeps its own head (Mozi has no
-    fall-back; its successor UBAR, registered as ``ubar``, keeps the best candidate
-    instead and evaluates a random mini-batch). ``ceil`` makes ``rho k`` an integer
-    (never more than the honest neighbours when a fraction ``rho`` is honest).
+    Parameters
+    ----------
+    rho : float in (0, 1], default 0.5
+        Share of the received heads kept by distance (the paper sets rho to the share
+        of honest neighbours; 0.5 assumes at most half are Byzantine).
+    alpha : float in [0, 1], default 0.5
+        Weight of the own head in the blend.
+    batch_size : int >= 1, default 32
+        Size of the mini-batch the losses are computed on; ``None``: every training
+        sample.
+    selection : {"floor", "ceil"}, default "floor"
+        How ``rho k`` is rounded.
+    if_none : {"nearest", "own", "best"}, default "nearest"
+        When ``N_r`` is empty: keep the received head nearest to ``x_i``; keep the own
+        head; or keep the candidate with the lowest loss (UBAR's rule).
+    loss_reference : {"previous", "trained"}, default "previous"
+        Which own head the losses are compared with.
 
-    Defaults: ``rho = 0.5`` (the paper sets rho to the share of honest neighbours;
-    0.5 assumes at most half are Byzantine), ``alpha = 0.5``.
+    Notes
+    -----
+    Paper and code: the paper is silent on the rounding of ``rho k``, on the fall-back
+    and on the batch; the defaults follow the public implementation, the Mozi
+    aggregator of epfml/byzantine-robust-decentralized-optimizer ``codes/aggregator.py``
+    (``Mozi.__call__``: one mini-batch from the worker's loader, ``ns =
+    dist2i[: int(self.rho * len(neighbor_inputs))]``, ``if len(nr) == 0: nr =
+    [dist2i[0][0]]``, losses of neighbours compared with ``local_inputs``, the model
+    before the gradient step). The batch of 32 is that code's batch size. The behaviour
+    before these defaults: ``batch_size=None, selection="ceil", if_none="own",
+    loss_reference="trained"``.
+
+    References
+    ----------
+    .. [1] S. Guo, T. Zhang, X. Xie, L. Ma, T. Xiang, Y. Liu, "Towards Byzantine-resilient
+       learning in decentralized systems", arXiv:2002.08569, 2020.
+    .. [2] S. Guo, T. Zhang, H. Yu, X. Xie, L. Ma, T. Xiang, Y. Liu, "Byzantine-resilient
+       decentralized stochastic gradient descent", IEEE TCSVT 2022.
+
+    Examples
+    --------
+    >>> from fedsim.examples import example_context, example_heads, rounded
+    >>> own, received = example_heads()  # 4 honest heads near own, 2 copies of an outlier
+    >>> rounded(Mozi().aggregate(own, received, example_context()))
+    tensor([[ 1.0200, -0.0200,  0.0000],
+            [-0.0200,  0.9800,  0.0200]])
     """
 
     name = "mozi"
     needs_context = True
+    parameters = {**RHO_ALPHA, "batch_size": [None, Interval(int, 1, None)],
+                  "selection": Options(*ROUNDINGS), "if_none": Options(*FALLBACKS), **LOSS_REFERENCE}
 
-    def __init__(self, rho: float = 0.5, alpha: float = 0.5):
-        self.rho, self.alpha = check_rho_alpha(rho, alpha)
+    def __init__(self, rho: float = 0.5, alpha: float = 0.5, batch_size: Optional[int] = 32,
+                 selection: str = "floor", if_none: str = "nearest", loss_reference: str = "previous"):
+        self.rho, self.alpha = float(rho), float(alpha)
+        self.batch_size, self.selection, self.if_none = batch_size, selection, if_none
+        self.loss_reference = loss_reference
 
     def aggregate(self, own, received, ctx=None):
         features, labels = require_training_data(ctx, "mozi")
-        received = drop_nonfinite(received)
-        accepted = two_stage_accepted(own, received, features, labels, ctx.loss, self.rho,
-                                      keep_best_if_none=False)
+        received = F.drop_nonfinite(received)
+        if received.shape[0] == 0:
+            return own.clone()
+        features, labels = sample_batch(features, labels, self.batch_size, ctx.rng)
+        accepted = two_stage_accepted(own, received, features, labels, ctx.loss, self.rho, self.if_none,
+                                      loss_reference=loss_reference_head(own, ctx, self.loss_reference),
+                                      rounding=self.selection)
         return blend_with_own(own, received[accepted], self.alpha)

@@ -6,8 +6,11 @@ from typing import Optional
 import torch
 
 from defenses.base import Defense
-from defenses.aggregation.loss_filters import (blend_with_own, check_rho_alpha, drop_nonfinite,
-                                   require_training_data, two_stage_accepted)
+from defenses.aggregation.loss_filters import (LOSS_REFERENCE, RHO_ALPHA, blend_with_own,
+                                               loss_reference_head, require_training_data,
+                                               two_stage_accepted)
+from fedsim import functional as F
+from fedsim.params import Interval
 from fedsim.registry import register
 
 
@@ -26,42 +29,74 @@ def sample_batch(features: torch.Tensor, labels: torch.Tensor, batch_size: Optio
 
 @register("defenses", "ubar")
 class UBAR(Defense):
-    """UBAR (Guo et al. 2021, "Byzantine-resilient Decentralized Stochastic Gradient
-    Descent", IEEE TCSVT; the journal form of Mozi).
+    """UBAR: Mozi's two-stage filter on a mini-batch, keeping the best candidate if none passes.
+    Guo et al. 2021, "Byzantine-resilient Decentralized Stochastic Gradient Descent",
+    IEEE TCSVT (the journal form of Mozi).
 
     Peer ``i`` with own head ``x_i`` and received heads ``x_j`` (non-finite ones
     dropped first) draws a mini-batch ``xi_i`` of its own training samples
     (``batch_size`` rows, without replacement, with ``ctx.rng``), then
 
-    1. ``N_s = argmin_{S, |S| = ceil(rho k)} sum_{j in S} ||x_i - x_j||``;
+    1. ``N_s = argmin_{S, |S| = ceil(rho k)} sum_{j in S} ||x_{i,trained} - x_j||``;
     2. ``N_r = {j in N_s : l(x_j; xi_i) <= l(x_i; xi_i)}``, and if ``N_r`` is empty,
        ``N_r = {argmin_{j in N_s} l(x_j; xi_i)}`` (the paper's rule: keep the
        best candidate);
     3. ``merged = alpha x_i + (1 - alpha) mean_{j in N_r} x_j``.
 
-    The paper's gradient step ``- lambda grad F(x_i; xi_i)`` is the engine's local
-    training, done before aggregation, so ``x_i`` is the freshly trained head.
+    Parameters
+    ----------
+    rho : float in (0, 1], default 0.5
+        Share of the received heads kept by distance (the paper sets it to the honest
+        share of neighbours).
+    alpha : float in [0, 1], default 0.5
+        Weight of the own head in the blend.
+    batch_size : int >= 1, default 32
+        Size of the mini-batch; ``None``: every training sample.
+    loss_reference : {"previous", "trained"}, default "previous"
+        Which own head the losses are compared with (below).
 
-    Defaults: ``rho = 0.5`` (the paper sets it to the honest share of neighbours),
-    ``alpha = 0.5``, ``batch_size = 32`` (``None`` = every training sample).
+    Notes
+    -----
+    The paper's gradient step ``- lambda grad F(x_i; xi_i)`` is the engine's local
+    training, done before aggregation. In the paper the filter compares neighbours'
+    losses with ``x_i`` before that step, so ``loss_reference="previous"`` (default)
+    compares with ``ctx.previous_head``, the head before local training; ``"trained"``
+    (the behaviour before) with the freshly trained head, which fits the peer's own
+    data better and rejects more neighbours. Distances and the blend use the trained
+    head.
+
+    References
+    ----------
+    .. [2] S. Guo, T. Zhang, X. Xie, L. Ma, T. Xiang, Y. Liu, "Towards Byzantine-resilient
+       learning in decentralized systems", arXiv:2002.08569, 2020.
+    .. [1] S. Guo, T. Zhang, H. Yu, X. Xie, L. Ma, T. Xiang, Y. Liu, "Byzantine-resilient
+       decentralized stochastic gradient descent", IEEE TCSVT 2022.
+
+    Examples
+    --------
+    >>> from fedsim.examples import example_context, example_heads, rounded
+    >>> own, received = example_heads()  # 4 honest heads near own, 2 copies of an outlier
+    >>> rounded(UBAR().aggregate(own, received, example_context()))
+    tensor([[ 1.0200, -0.0200,  0.0000],
+            [-0.0200,  0.9800,  0.0200]])
     """
 
     name = "ubar"
     needs_context = True
+    parameters = {**RHO_ALPHA, "batch_size": [None, Interval(int, 1, None)], **LOSS_REFERENCE}
 
-    def __init__(self, rho: float = 0.5, alpha: float = 0.5, batch_size: Optional[int] = 32):
-        self.rho, self.alpha = check_rho_alpha(rho, alpha)
-        if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, int)
-                                       or batch_size < 1):
-            raise ValueError(f"batch_size must be a positive integer or null, got {batch_size!r}")
+    def __init__(self, rho: float = 0.5, alpha: float = 0.5, batch_size: Optional[int] = 32,
+                 loss_reference: str = "previous"):
+        self.rho, self.alpha = float(rho), float(alpha)
         self.batch_size = batch_size
+        self.loss_reference = loss_reference
 
     def aggregate(self, own, received, ctx=None):
         features, labels = require_training_data(ctx, "ubar")
-        received = drop_nonfinite(received)
+        received = F.drop_nonfinite(received)
         if received.shape[0] == 0:
             return own.clone()
         features, labels = sample_batch(features, labels, self.batch_size, ctx.rng)
-        accepted = two_stage_accepted(own, received, features, labels, ctx.loss, self.rho,
-                                      keep_best_if_none=True)
+        accepted = two_stage_accepted(own, received, features, labels, ctx.loss, self.rho, if_none="best",
+                                      loss_reference=loss_reference_head(own, ctx, self.loss_reference))
         return blend_with_own(own, received[accepted], self.alpha)

@@ -5,14 +5,16 @@ An honest sender that trained its head from ``H0`` to ``H1`` sends
 below, registered under the kind ``privacy_defenses`` (the scenario's
 ``privacy.defense``). The sender keeps its own untransformed head.
 
-Every rule offers
+Every rule is a :class:`fedsim.api.PrivacyDefense` and offers
 
 * ``apply(delta, rng) -> Tensor``: the transformed update; a pure function of ``delta``
   and the generator's state (the same seed gives the same output). The result keeps
   ``delta``'s shape, dtype and device, and stays differentiable with respect to
   ``delta`` where the rule allows it (the adaptive inversion attacker replays the
   transform on its dummy update; see each rule for how).
-* ``apply_group(deltas [n, C, P], rngs) -> [n, C, P]``: one generator per sender.
+* ``replay(rng)``: what the adaptive attacker applies to its dummy update, a
+  deterministic function (the transform's expectation over the sender's randomness
+  where it has a closed form; ``None`` for the identity).
 * ``bytes_per_message(numel) -> int``: the payload of one transformed update of
   ``numel`` entries, for the run's ``bytes_sent``.
 * ``describe() -> dict``: the rule's name and parameters, for the run summary.
@@ -20,27 +22,19 @@ Every rule offers
 from __future__ import annotations
 
 import math
-from typing import Sequence
 
 import torch
 
+from fedsim import functional as F
+from fedsim.api import PrivacyDefense
+from fedsim.params import Interval
 from fedsim.registry import register
 
 __all__ = ["PrivacyDefense", "NoPrivacy", "DPGaussian", "TopK", "StochasticQuantization",
-           "clip_by_norm", "topk_mask", "stochastic_quantize"]
+           "topk_mask", "stochastic_quantize"]
 
 
 # ----------------------------------------------------------------------------- pure math
-def clip_by_norm(delta: torch.Tensor, clip: float) -> torch.Tensor:
-    """``delta * min(1, clip / ||delta||_2)``, the L2 norm over all entries.
-
-    Written as ``clip / max(||delta||, clip)`` so that a zero update stays zero and
-    the gradient stays finite.
-    """
-    norm = torch.linalg.vector_norm(delta)
-    return delta * (clip / torch.clamp(norm, min=clip))
-
-
 def topk_mask(delta: torch.Tensor, k: int) -> torch.Tensor:
     """Boolean mask of ``delta``'s shape, True at exactly ``k`` entries of largest ``|delta|``
     (ties broken by ``torch.topk``'s deterministic order)."""
@@ -79,22 +73,6 @@ def _draw(rng: torch.Generator, like: torch.Tensor, kind: str) -> torch.Tensor:
 
 
 # ----------------------------------------------------------------------------- validation
-def _positive_number(key: str, value, allow_zero: bool = False) -> float:
-    ok = (not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value)
-          and (value >= 0 if allow_zero else value > 0))
-    if not ok:
-        bound = ">= 0" if allow_zero else "> 0"
-        raise ValueError(f"{key} must be a finite number {bound}; got {value!r}")
-    return float(value)
-
-
-def _positive_int(key: str, value, high: int | None = None) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1 or (high is not None and value > high):
-        allowed = f"an integer in 1..{high}" if high is not None else "a positive integer"
-        raise ValueError(f"{key} must be {allowed}; got {value!r}")
-    return int(value)
-
-
 def _check_delta(delta) -> None:
     if not isinstance(delta, torch.Tensor) or not delta.is_floating_point():
         raise ValueError(f"delta must be a floating-point tensor; got {type(delta).__name__} "
@@ -108,71 +86,92 @@ def _check_numel(numel) -> int:
 
 
 # ----------------------------------------------------------------------------- the rules
-class PrivacyDefense:
-    """A transform of one update. Subclasses implement :meth:`apply`."""
-
-    name = "privacy_defense"
-
-    def apply(self, delta: torch.Tensor, rng: torch.Generator) -> torch.Tensor:
-        raise NotImplementedError
-
-    def apply_group(self, deltas: torch.Tensor, rngs: Sequence[torch.Generator]) -> torch.Tensor:
-        """``deltas [n, C, P]``, one generator per row -> ``[n, C, P]``; row ``i`` is
-        ``apply(deltas[i], rngs[i])``."""
-        if not isinstance(deltas, torch.Tensor) or deltas.dim() < 1:
-            raise ValueError(f"deltas must be a tensor [n, ...]; got {type(deltas).__name__}")
-        if len(rngs) != deltas.shape[0]:
-            raise ValueError(f"need one generator per update: {deltas.shape[0]} updates, {len(rngs)} generators")
-        if deltas.shape[0] == 0:
-            return deltas.clone()
-        return torch.stack([self.apply(deltas[i], rngs[i]) for i in range(deltas.shape[0])])
-
-    def bytes_per_message(self, numel: int) -> int:
-        """Dense float32 payload: 4 bytes per entry."""
-        return 4 * _check_numel(numel)
-
-    def describe(self) -> dict:
-        return {"name": self.name}
-
-    def __repr__(self) -> str:
-        args = ", ".join(f"{k}={v!r}" for k, v in self.describe().items() if k != "name")
-        return f"{type(self).__name__}({args})"
-
-
 @register("privacy_defenses", "none")
 class NoPrivacy(PrivacyDefense):
-    """The identity: the update is sent as it is (dense float32)."""
+    """No privacy transform: the update is sent as it is (dense float32).
+    The baseline every privacy defense is compared with (no paper).
+
+    ``T(delta) = delta``. The transform has no parameters.
+
+    References
+    ----------
+    None: the identity is the undefended baseline.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from fedsim.examples import example_heads, rounded
+    >>> delta = example_heads()[1][0]  # honest neighbour 1's update (heads start at zero)
+    >>> delta
+    tensor([[1.1000, 0.0000, 0.1000],
+            [0.0000, 0.9000, 0.0000]])
+    >>> torch.equal(NoPrivacy().apply(delta), delta), NoPrivacy().bytes_per_message(6)
+    (True, 24)
+    """
 
     name = "none"
+    parameters = {}
 
     def apply(self, delta, rng=None):
         _check_delta(delta)
         return delta.clone()
 
+    def replay(self, rng):
+        return None
+
 
 @register("privacy_defenses", "dp_gaussian")
 class DPGaussian(PrivacyDefense):
-    """Clip the update's L2 norm to ``clip``, then add Gaussian noise to every entry.
+    """Gaussian mechanism: clip the update's L2 norm to ``clip``, then add Gaussian noise.
+    Abadi, Chu, Goodfellow, McMahan, Mironov, Talwar, Zhang 2016, "Deep learning with
+    differential privacy", CCS; applied to the whole local update as in DP-FedAvg
+    (McMahan, Ramage, Talwar, Zhang 2018, ICLR).
 
-    The Gaussian mechanism of Abadi, Chu, Goodfellow, McMahan, Mironov, Talwar, Zhang
-    2016, "Deep learning with differential privacy" (CCS), applied to the whole local
-    update as in DP-FedAvg (McMahan, Ramage, Talwar, Zhang 2018, "Learning differentially
-    private recurrent language models", ICLR)::
+    ::
 
         T(delta) = delta * min(1, clip / ||delta||_2) + N(0, (noise_multiplier * clip)^2 I)
 
-    Defaults: ``clip = 1.0``, ``noise_multiplier = 1.0``. The norm is over all
-    ``C x (D+1)`` entries of the head (flat clipping, as in DP-FedAvg, not per row). This
-    is per-message local noise; no privacy accountant is run (the epsilon of a run depends
-    on how many rounds a peer's update is observed). The clipped part is differentiable
-    in ``delta``; the noise is a constant drawn from ``rng``.
+    The norm is over all ``C x (D+1)`` entries of the head (flat clipping, as in
+    DP-FedAvg, not per row; :func:`fedsim.functional.clip_rows`).
+
+    Parameters
+    ----------
+    clip : float > 0, default 1.0
+        The L2 norm an update is clipped to.
+    noise_multiplier : float >= 0, default 1.0
+        Noise standard deviation in units of ``clip``.
+
+    Notes
+    -----
+    This is per-message local noise; no privacy accountant is run (the epsilon of a run
+    depends on how many rounds a peer's update is observed). The clipped part is
+    differentiable in ``delta``; the noise is a constant drawn from ``rng``.
+
+    References
+    ----------
+    .. [1] M. Abadi, A. Chu, I. Goodfellow, H. B. McMahan, I. Mironov, K. Talwar, L. Zhang,
+       "Deep learning with differential privacy", CCS 2016.
+    .. [2] H. B. McMahan, D. Ramage, K. Talwar, L. Zhang, "Learning differentially private
+       recurrent language models", ICLR 2018.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from fedsim.examples import example_heads, rounded
+    >>> delta = example_heads()[1][0]  # honest neighbour 1's update (heads start at zero)
+    >>> delta
+    tensor([[1.1000, 0.0000, 0.1000],
+            [0.0000, 0.9000, 0.0000]])
+    >>> rounded(DPGaussian(noise_multiplier=0.0).apply(delta, torch.Generator()))  # norm 1.42 -> 1
+    tensor([[0.7700, 0.0000, 0.0700],
+            [0.0000, 0.6300, 0.0000]])
     """
 
     name = "dp_gaussian"
+    parameters = {"clip": Interval(float, 0, None, closed="neither"), "noise_multiplier": Interval(float, 0, None)}
 
     def __init__(self, clip: float = 1.0, noise_multiplier: float = 1.0):
-        self.clip = _positive_number("clip", clip)
-        self.noise_multiplier = _positive_number("noise_multiplier", noise_multiplier, allow_zero=True)
+        self.clip, self.noise_multiplier = float(clip), float(noise_multiplier)
 
     @property
     def noise_std(self) -> float:
@@ -180,10 +179,19 @@ class DPGaussian(PrivacyDefense):
 
     def apply(self, delta, rng):
         _check_delta(delta)
-        clipped = clip_by_norm(delta, self.clip)
+        clipped = self.clipped(delta)
         if self.noise_multiplier == 0:
             return clipped
         return clipped + self.noise_std * _draw(rng, delta, "randn")
+
+    def replay(self, rng):
+        """The clipping alone: ``E[clip(delta) + N(0, s^2)] = clip(delta)``, the noise is zero-mean."""
+        return self.clipped
+
+    def clipped(self, delta: torch.Tensor) -> torch.Tensor:
+        """``delta * min(1, clip / ||delta||_2)``, the norm over all entries (differentiable;
+        a zero update stays zero)."""
+        return F.clip_rows(delta.flatten(), self.clip).view_as(delta)
 
     def describe(self):
         return {"name": self.name, "clip": self.clip, "noise_multiplier": self.noise_multiplier,
@@ -192,33 +200,58 @@ class DPGaussian(PrivacyDefense):
 
 @register("privacy_defenses", "topk")
 class TopK(PrivacyDefense):
-    """Keep the ``k`` entries of largest magnitude, zero the rest.
+    """Top-k sparsification: keep the ``k`` entries of largest magnitude, zero the rest.
+    Aji & Heafield 2017, "Sparse communication for distributed gradient descent", EMNLP
+    (gradient dropping, with an exact top-k instead of their sampled threshold).
 
-    Gradient dropping of Aji & Heafield 2017, "Sparse communication for distributed
-    gradient descent" (EMNLP), with an exact top-k instead of their sampled threshold.
-    ``k`` is given directly, or as ``fraction`` of the update's entries
-    (``k = max(1, ceil(fraction * numel))``, capped at ``numel``); default
-    ``fraction = 0.1``. Giving both is an error. The paper's residual (the dropped part
-    added to the next update) is not sent: the sender keeps its full head locally, so
-    the dropped part is not lost to it, and the transform stays stateless. Payload:
-    ``8 k`` bytes (a float32 value and an int32 index per kept entry). The kept entries
-    are ``delta * mask``, differentiable in ``delta`` (the mask is chosen on
-    ``|delta|`` without gradient).
+    ``T(delta) = delta * mask``, ``mask`` True at the ``k`` entries of largest ``|delta|``;
+    ``k = max(1, ceil(fraction * numel))`` (capped at ``numel``) when given as a fraction.
+
+    Parameters
+    ----------
+    fraction : float in (0, 1], default None
+        ``k`` as a share of the update's entries; ``None`` with ``k = None`` means 0.1.
+    k : int >= 1, default None
+        ``k`` directly; give ``fraction`` or ``k``, not both.
+
+    Notes
+    -----
+    The paper's residual (the dropped part added to the next update) is not sent: the
+    sender keeps its full head locally, so the dropped part is not lost to it, and the
+    transform stays stateless. Payload: ``8 k`` bytes (a float32 value and an int32
+    index per kept entry). The kept entries are ``delta * mask``, differentiable in
+    ``delta`` (the mask is chosen on ``|delta|`` without gradient).
+
+    References
+    ----------
+    .. [1] A. F. Aji, K. Heafield, "Sparse communication for distributed gradient
+       descent", EMNLP 2017.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from fedsim.examples import example_heads, rounded
+    >>> delta = example_heads()[1][0]  # honest neighbour 1's update (heads start at zero)
+    >>> delta
+    tensor([[1.1000, 0.0000, 0.1000],
+            [0.0000, 0.9000, 0.0000]])
+    >>> TopK(k=2).apply(delta), TopK(k=2).bytes_per_message(delta.numel())
+    (tensor([[1.1000, 0.0000, 0.0000],
+            [0.0000, 0.9000, 0.0000]]), 16)
     """
 
     name = "topk"
+    parameters = {"fraction": [None, Interval(float, 0, 1, closed="right")], "k": [None, Interval(int, 1, None)]}
 
     def __init__(self, fraction: float | None = None, k: int | None = None):
-        if fraction is not None and k is not None:
-            raise ValueError(f"give topk either fraction or k, not both; got fraction={fraction!r}, k={k!r}")
-        if k is not None:
-            self.k, self.fraction = _positive_int("k", k), None
-        else:
-            fraction = 0.1 if fraction is None else fraction
-            self.fraction = _positive_number("fraction", fraction)
-            if self.fraction > 1:
-                raise ValueError(f"fraction must be in (0, 1]; got {fraction!r}")
-            self.k = None
+        self.k = k
+        self.fraction = None if k is not None else float(0.1 if fraction is None else fraction)
+
+    @staticmethod
+    def check_run(args, facts):
+        if args["fraction"] is not None and args["k"] is not None:
+            return [("k", "must be null when fraction is given (give fraction or k, not both)")]
+        return []
 
     def k_for(self, numel: int) -> int:
         """How many entries are kept of an update with ``numel`` entries."""
@@ -234,6 +267,10 @@ class TopK(PrivacyDefense):
         mask = topk_mask(delta, self.k_for(delta.numel()))
         return delta * mask.to(delta.dtype)
 
+    def replay(self, rng):
+        """The transform itself: it is deterministic."""
+        return self.apply
+
     def bytes_per_message(self, numel):
         return 8 * self.k_for(numel)
 
@@ -243,32 +280,59 @@ class TopK(PrivacyDefense):
 
 @register("privacy_defenses", "quantize")
 class StochasticQuantization(PrivacyDefense):
-    """``bits``-bit stochastic uniform quantization of the update.
+    """Stochastic quantization: ``bits``-bit unbiased rounding of every entry (QSGD).
+    Alistarh, Grubic, Li, Tomioka, Vojnovic 2017, "QSGD: communication-efficient SGD via
+    gradient quantization and encoding", NeurIPS.
 
-    After QSGD (Alistarh, Grubic, Li, Tomioka, Vojnovic 2017, "QSGD: communication-
-    efficient SGD via gradient quantization and encoding", NeurIPS)::
+    ::
 
         Q(v_i) = s * sign(v_i) * xi_i / L,   s = max_j |v_j|,   L = 2^(bits-1) - 1
         xi_i = l + 1 with probability |v_i| L / s - l, else l,   l = floor(|v_i| L / s)
 
-    One bit holds the sign and ``bits - 1`` bits the level ``xi_i`` in ``0..L`` (so
-    ``bits >= 2``; default ``bits = 8``, 127 levels). The scale is the per-tensor max
-    ``|v|`` (QSGD's analysis uses the L2 norm; the max gives finer steps and cannot
-    overflow the levels). Stochastic rounding draws one uniform per entry from ``rng``:
-    ``E[Q(v)] = v`` and ``|Q(v) - v| < s / L``. Payload: ``ceil(bits * numel / 8) + 4``
-    bytes (the codes, then ``s`` as float32); QSGD's Elias coding of the codes is not
-    modelled. Rounding has no gradient, so when ``delta`` requires one the result
+    One bit holds the sign and ``bits - 1`` bits the level ``xi_i`` in ``0..L``.
+    Stochastic rounding draws one uniform per entry from ``rng``: ``E[Q(v)] = v`` and
+    ``|Q(v) - v| < s / L``.
+
+    Parameters
+    ----------
+    bits : int in 2..16, default 8
+        Bits per entry (8: 127 levels).
+
+    Notes
+    -----
+    The scale is the per-tensor max ``|v|`` (QSGD's analysis uses the L2 norm; the max
+    gives finer steps and cannot overflow the levels). Payload: ``ceil(bits * numel / 8)
+    + 4`` bytes (the codes, then ``s`` as float32); QSGD's Elias coding of the codes is
+    not modelled. Rounding has no gradient, so when ``delta`` requires one the result
     passes it straight through (``dQ/dv = 1``; Bengio, Leonard, Courville 2013), with the
     forward value unchanged.
+
+    References
+    ----------
+    .. [1] D. Alistarh, D. Grubic, J. Li, R. Tomioka, M. Vojnovic, "QSGD:
+       communication-efficient SGD via gradient quantization and encoding", NeurIPS 2017.
+    .. [2] Y. Bengio, N. Leonard, A. Courville, "Estimating or propagating gradients
+       through stochastic neurons for conditional computation", arXiv:1308.3432, 2013.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from fedsim.examples import example_heads, rounded
+    >>> delta = example_heads()[1][0]  # honest neighbour 1's update (heads start at zero)
+    >>> delta
+    tensor([[1.1000, 0.0000, 0.1000],
+            [0.0000, 0.9000, 0.0000]])
+    >>> StochasticQuantization(bits=2).apply(delta, torch.Generator().manual_seed(0))  # 0 or +-s
+    tensor([[1.1000, 0.0000, 0.0000],
+            [0.0000, 1.1000, 0.0000]])
     """
 
     name = "quantize"
+    # One sign bit plus at least one level bit.
+    parameters = {"bits": Interval(int, 2, 16)}
 
     def __init__(self, bits: int = 8):
-        self.bits = _positive_int("bits", bits, high=16)
-        if self.bits < 2:
-            raise ValueError(f"bits must be an integer in 2..16 (one sign bit plus at least one level bit); "
-                             f"got {bits!r}")
+        self.bits = bits
 
     @property
     def levels(self) -> int:
@@ -287,6 +351,10 @@ class StochasticQuantization(PrivacyDefense):
             # Straight-through: value of `quantized` (adding an exact 0), gradient of `delta`.
             return quantized + (delta - delta.detach())
         return quantized
+
+    def replay(self, rng):
+        """The identity: the rounding is unbiased, ``E[Q(delta)] = delta``."""
+        return None
 
     def bytes_per_message(self, numel):
         return math.ceil(self.bits * _check_numel(numel) / 8) + 4

@@ -17,6 +17,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from fedsim.functional import adam_step
 from fedsim.registry import register
 
 
@@ -141,7 +142,6 @@ def fit_head(features: torch.Tensor, labels: torch.Tensor, n_classes: int, loss:
     for t in range(1, steps + 1):
         _, grad = head_fn.loss_and_grad(head, features, labels)
         grad = grad + weight_decay * head
-        m.mul_(0.9).add_(grad, alpha=0.1)
-        v.mul_(0.999).addcmul_(grad, grad, value=0.001)
-        head -= lr * (m / (1 - 0.9 ** t)) / ((v / (1 - 0.999 ** t)).sqrt() + 1e-8)
+        update, m, v = adam_step(grad, m, v, t, lr)
+        head -= update
     return head
