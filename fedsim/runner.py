@@ -184,8 +184,6 @@ def _run(s, run_dir: RunDir, resuming: bool, checkpoint, progress, build_world, 
     elif (run_dir.path / "metrics.jsonl").exists():
         run_dir.rewrite_metrics([])
 
-    from fedsim.engine import exchange
-    per_message = exchange.message_bytes(world, getattr(backend, "privacy_defense", None))
     bar = _Progress(s.rounds, start_round - 1, progress)
     sinks = Sinks(s, run_dir.path, world, schedule.graph(1), start_round)
     t_loop = time.perf_counter()
@@ -204,7 +202,7 @@ def _run(s, run_dir: RunDir, resuming: bool, checkpoint, progress, build_world, 
             stats = backend.round(r, graph, neighbours_cache[period])
             if privacy is not None:
                 privacy.record(r, graph, stats["sent"], backend)
-            totals["bytes_sent"] += exchange.honest_messages(world, graph) * per_message + stats["crafted_bytes"]
+            totals["bytes_sent"] += stats["bytes"]
             totals["messages_dropped"] += stats["dropped"]
             totals["messages_nonfinite"] += stats["nonfinite"]
             acc = None

@@ -3,6 +3,7 @@ import numpy as np
 import torch
 
 from fedsim import config, rng
+from fedsim.engine.host import Plugins
 from fedsim.engine.peer_group import PeerGroup
 from fedsim.world import PeerData, World
 from fedsim.models.heads import head_logits, init_head
@@ -25,6 +26,11 @@ def make_world(optimizer="sgd", defense="mean", n=5, C=3, D=4, seed=0):
                  byzantine_ids=[], curious_ids=[], honest_ids=list(range(n)), image_shape=(D,))
 
 
+def group_of(world, peer_ids):
+    """A PeerGroup of ``peer_ids`` with the plugins of ``world``'s scenario."""
+    return PeerGroup(world, peer_ids, Plugins.build(world.scenario))
+
+
 def reference_train(world, peer, round_):
     """One peer, plain SGD loop with autograd, batches drawn from the same keyed uniforms."""
     t = world.scenario.training
@@ -43,7 +49,7 @@ def reference_train(world, peer, round_):
 
 def test_batched_sgd_equals_per_peer_autograd_loop():
     world = make_world()
-    group = PeerGroup(world, range(5))
+    group = group_of(world, range(5))
     sent = group.train(round_=2)
     for peer in range(5):
         assert torch.allclose(sent[peer], reference_train(world, peer, 2), atol=1e-6)
@@ -51,28 +57,28 @@ def test_batched_sgd_equals_per_peer_autograd_loop():
 
 def test_grouping_does_not_change_training():
     world = make_world(optimizer="adam")
-    whole = PeerGroup(world, range(5)).train(1)
-    parts = torch.cat([PeerGroup(world, [0, 1]).train(1), PeerGroup(world, [2, 3, 4]).train(1)])
+    whole = group_of(world, range(5)).train(1)
+    parts = torch.cat([group_of(world, [0, 1]).train(1), group_of(world, [2, 3, 4]).train(1)])
     assert torch.equal(whole, parts)
 
 
 def test_mean_merge_with_padding_by_hand():
     world = make_world(n=3, C=1, D=1)
-    group = PeerGroup(world, range(3))
+    group = group_of(world, range(3))
     group.heads = torch.tensor([[[1.0, 0.0]], [[2.0, 0.0]], [[4.0, 0.0]]])
     sent = group.heads.clone()
     # peer 0 hears 1 and 2; peer 1 hears 0 only; peer 2 hears nobody (padding -1)
     neighbours = np.array([[1, 2], [0, -1], [-1, -1]])
     stats = group.aggregate(1, torch.cat([sent, torch.zeros(1, 1, 2)]), neighbours,
-                            torch.full((4,), -1), {})
+                            torch.full((4,), -1), {}, honest_bytes=8)
     # (1 + 2 + 4) / 3, (2 + 1) / 2, 4
     assert torch.allclose(group.heads[:, 0, 0], torch.tensor([7 / 3, 1.5, 4.0]))
-    assert stats["delivered"] == 3 and stats["dropped"] == 0
+    assert stats["delivered"] == 3 and stats["dropped"] == 0 and stats["bytes"] == 3 * 8
 
 
 def test_evaluate_accuracy_by_hand():
     world = make_world(n=2, C=3, D=4)
-    group = PeerGroup(world, range(2))
+    group = group_of(world, range(2))
     group.heads = torch.zeros(2, 3, 5)
     group.heads[0, :, -1] = torch.tensor([0.0, 1.0, 0.0])  # always predicts class 1
     feats, labels = torch.randn(4, 4), torch.tensor([1, 1, 0, 2])

@@ -2,8 +2,9 @@
 evaluated in batched operations.
 
 A group holds heads ``[n, C, D+1]`` (and Adam's moments) for the peers in
-``peer_ids``. Backends differ only in where groups live (one in-process group, or
-Ray actors) and how the heads each group sends reach the others.
+``peer_ids``; the plugins it runs (head, defense, privacy transform) are given to it
+by its host (``fedsim.engine.host``). Backends differ only in where groups live and
+how the heads each group sends reach the others.
 """
 from __future__ import annotations
 
@@ -13,10 +14,11 @@ import numpy as np
 import torch
 
 from fedsim import rng
-from fedsim.engine.messages import PeerContext
+from fedsim.engine import exchange
+from fedsim.api import PeerContext
+from fedsim.functional import adam_step
 from fedsim.world import World
 from fedsim.models.heads import head_logits
-from fedsim.registry import create
 
 # Upper bound on the padded received tensor of one aggregation chunk.
 _CHUNK_BYTES = 256 * 2**20
@@ -36,9 +38,10 @@ def batch_positions(world: World, peer_ids: np.ndarray, round_: int) -> torch.Te
 
 
 class PeerGroup:
-    """Peers ``peer_ids`` of a run (sorted global ids)."""
+    """Peers ``peer_ids`` of a run (sorted global ids), run with ``plugins``
+    (``fedsim.engine.host.Plugins``)."""
 
-    def __init__(self, world: World, peer_ids):
+    def __init__(self, world: World, peer_ids, plugins):
         s = world.scenario
         self.world = world
         self.ids = np.asarray(sorted(int(i) for i in peer_ids), dtype=np.int64)
@@ -48,17 +51,15 @@ class PeerGroup:
         self.is_byzantine = torch.tensor([int(i) in byz for i in self.ids], dtype=torch.bool)
         self.heads = world.init_head.unsqueeze(0).repeat(n, 1, 1).contiguous()
         self.previous = self.heads.clone()
-        self.head_fn = create("heads", s.model.head)
-        self.defense = create("defenses", s.defense.name, **s.defense.args)
-        self.fallback = create("defenses", "mean")
+        self.head_fn = plugins.head
+        self.defense = plugins.defense
+        self.fallback = plugins.fallback
+        self.privacy = plugins.privacy
         self.training = s.training
         self.adam_m = torch.zeros_like(self.heads) if s.training.optimizer == "adam" else None
         self.adam_v = torch.zeros_like(self.heads) if s.training.optimizer == "adam" else None
         self.adam_steps = 0
         self.defense_state: list[dict] = [{} for _ in range(n)]
-        pdef = s.privacy.defense if s.privacy is not None else None
-        self.privacy = create("privacy_defenses", pdef.name, **pdef.args) if pdef and pdef.name != "none" else None
-        self._row_of = {int(g): r for r, g in enumerate(self.ids)}
         # FedRS (Li & Zhan, KDD 2021): logits of classes a peer does not hold are scaled
         # by missing_class_scale during local training (1 = plain softmax).
         self.logit_scale = None
@@ -68,6 +69,14 @@ class PeerGroup:
                 held = world.peers.classes[int(peer)]
                 scale[r, held] = 1.0
             self.logit_scale = scale
+        # Bristle's reference (Node.kt updateCW, lines 191-195): training moves every row,
+        # but the head a peer sends keeps the pre-training rows of classes it lacks.
+        self.held_rows = None
+        if s.training.missing_class_rows == "keep":
+            self.held_rows = torch.zeros(n, world.n_classes, 1, dtype=torch.bool)
+            for r, peer in enumerate(self.ids):
+                self.held_rows[r, world.peers.classes[int(peer)]] = True
+        self.class_membership = exchange.class_membership(world) if self.defense.needs_context else None
 
     # ------------------------------------------------------------------ training
     def train(self, round_: int) -> torch.Tensor:
@@ -87,7 +96,8 @@ class PeerGroup:
             if t.weight_decay:
                 grad = grad + t.weight_decay * self.heads
             self.heads -= active * self._step(grad)
-        return self.outgoing(round_)
+        sent = self.outgoing(round_)
+        return sent if self.held_rows is None else torch.where(self.held_rows, sent, self.previous)
 
     def _step(self, grad: torch.Tensor) -> torch.Tensor:
         t = self.training
@@ -95,11 +105,8 @@ class PeerGroup:
             return t.lr * grad
         # Adam (Kingma & Ba 2015), beta1 0.9, beta2 0.999, eps 1e-8; moments persist across rounds.
         self.adam_steps += 1
-        self.adam_m.mul_(0.9).add_(grad, alpha=0.1)
-        self.adam_v.mul_(0.999).addcmul_(grad, grad, value=0.001)
-        m_hat = self.adam_m / (1 - 0.9 ** self.adam_steps)
-        v_hat = self.adam_v / (1 - 0.999 ** self.adam_steps)
-        return t.lr * m_hat / (v_hat.sqrt() + 1e-8)
+        update, self.adam_m, self.adam_v = adam_step(grad, self.adam_m, self.adam_v, self.adam_steps, t.lr)
+        return update
 
     def outgoing(self, round_: int) -> torch.Tensor:
         if self.privacy is None:
@@ -118,55 +125,41 @@ class PeerGroup:
 
     # --------------------------------------------------------------- aggregation
     def aggregate(self, round_: int, sent_all: torch.Tensor, neighbours: np.ndarray,
-                  claimed: torch.Tensor, crafted: dict) -> dict:
+                  claimed: torch.Tensor, crafted: dict, honest_bytes: int,
+                  degrees: Optional[torch.Tensor] = None) -> dict:
         """Merge what every peer of the group received.
 
-        ``sent_all [N, C, P]``: the head each honest peer sent this round (rows of
-        Byzantine senders unused); ``neighbours [n_group, k]``: each peer's senders,
-        sorted, padded with -1; ``claimed [N]``: class counts senders state;
-        ``crafted {(sender, receiver): object}``: what Byzantine senders sent.
-        Returns message counts (dropped, non-finite, delivered).
+        ``sent_all [N + 1, C, P]``: the head each peer sent this round (rows of
+        Byzantine senders unused; the last row is padding); ``neighbours [n_group, k]``:
+        each peer's senders, sorted, padded with -1; ``claimed [N + 1]``: class counts
+        senders state; ``crafted {receiver: [(sender, object), ...]}``: what Byzantine
+        senders sent to this group's peers; ``honest_bytes``: one honest message's size;
+        ``degrees [N]``: every peer's degree this round (``exchange.degrees``), for the
+        defenses' ``PeerContext.sender_degrees``.
+        Returns the counters of ``exchange.deliver`` summed over the group.
         """
         w = self.world
-        byz = set(w.byzantine_ids)
         C, P = self.heads.shape[1:]
-        stats = {"dropped": 0, "nonfinite": 0, "delivered": 0}
+        stats = {"dropped": 0, "nonfinite": 0, "delivered": 0, "bytes": 0}
         nbr = torch.as_tensor(neighbours)
         k = nbr.shape[1]
         is_byz_sender = torch.zeros(w.n_peers + 1, dtype=torch.bool)
-        if byz:
-            is_byz_sender[torch.as_tensor(sorted(byz))] = True
-        crafted_by_receiver: dict[int, list] = {}
-        for (sender, receiver), obj in crafted.items():
-            if receiver in self._row_of:
-                crafted_by_receiver.setdefault(receiver, []).append((sender, obj))
+        if w.byzantine_ids:
+            is_byz_sender[torch.as_tensor(sorted(set(w.byzantine_ids)))] = True
         chunk = max(1, int(_CHUNK_BYTES // max(1, k * C * P * 4)))
         new_heads = torch.empty_like(self.heads)
         for a in range(0, len(self.ids), chunk):
             b = min(len(self.ids), a + chunk)
             ids_c = nbr[a:b]
-            mask = (ids_c >= 0) & ~is_byz_sender[ids_c.clamp(min=0)]
             received = sent_all[ids_c.clamp(min=0)]
-            for r in range(a, b):
-                for sender, obj in crafted_by_receiver.get(int(self.ids[r]), ()):
-                    slots = torch.nonzero(ids_c[r - a] == sender).flatten()
-                    if len(slots) == 0:
-                        continue  # not a neighbour this round: nothing arrives
-                    slot = int(slots[0])
-                    if not (isinstance(obj, torch.Tensor) and obj.shape == (C, P) and obj.is_floating_point()):
-                        stats["dropped"] += 1
-                        continue
-                    received[r - a, slot] = obj.to(received.dtype)
-                    mask[r - a, slot] = True
-            if byz:
-                finite = torch.isfinite(received.flatten(2)).all(dim=2)
-                stats["nonfinite"] += int((mask & ~finite).sum())
-            stats["delivered"] += int(mask.sum())
-            new_heads[a:b] = self._merge(round_, a, b, received, mask, ids_c, claimed)
+            mask, counts = exchange.deliver(received, ids_c, self.ids[a:b], is_byz_sender, crafted, honest_bytes)
+            for key in stats:
+                stats[key] += counts[key]
+            new_heads[a:b] = self._merge(round_, a, b, received, mask, ids_c, claimed, degrees, is_byz_sender)
         self.heads = new_heads
         return stats
 
-    def _merge(self, round_, a, b, received, mask, ids_c, claimed) -> torch.Tensor:
+    def _merge(self, round_, a, b, received, mask, ids_c, claimed, degrees, is_byz_sender) -> torch.Tensor:
         own = self.heads[a:b]
         honest_rows = torch.nonzero(~self.is_byzantine[a:b]).flatten()
         byz_rows = torch.nonzero(self.is_byzantine[a:b]).flatten()
@@ -176,13 +169,18 @@ class PeerGroup:
         if len(honest_rows):
             ctxs = None
             if self.defense.needs_context:
-                ctxs = [self.context(round_, a + int(r), ids_c[r], mask[r], claimed) for r in honest_rows]
+                ctxs = [self.context(round_, a + int(r), ids_c[r], mask[r], claimed, degrees, is_byz_sender)
+                        for r in honest_rows]
             out[honest_rows] = self.defense.aggregate_group(own[honest_rows], received[honest_rows],
                                                             mask[honest_rows], ctxs)
         return out
 
-    def context(self, round_: int, row: int, senders: torch.Tensor, mask: torch.Tensor,
-                claimed: torch.Tensor) -> PeerContext:
+    def context(self, round_: int, row: int, senders: torch.Tensor, mask: torch.Tensor, claimed: torch.Tensor,
+                degrees: Optional[torch.Tensor] = None, is_byz_sender: Optional[torch.Tensor] = None) -> PeerContext:
+        """What the defense knows of peer ``row`` this round (``fedsim.api.PeerContext``):
+        ``senders`` its neighbours (padded with -1), ``mask`` which of them delivered a
+        message, ``claimed [N + 1]`` stated class counts, ``degrees [N]`` every peer's
+        degree, ``is_byz_sender [N + 1]`` which senders are Byzantine."""
         w = self.world
         peer = int(self.ids[row])
         test_rows, test_labels = w.peers.test_slice(peer)
@@ -195,6 +193,9 @@ class PeerGroup:
             train_features=w.features[train_rows], train_labels=train_labels,
             previous_head=self.previous[row], sender_ids=sender_ids,
             claimed_num_classes=claimed[sender_ids], state=self.defense_state[row],
+            byzantine_neighbours=int(is_byz_sender[sender_ids].sum()) if is_byz_sender is not None else 0,
+            degree=int((senders >= 0).sum()),
+            sender_degrees=degrees[sender_ids] if degrees is not None else None,
         )
 
     # ---------------------------------------------------------------- evaluation

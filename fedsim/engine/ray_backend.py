@@ -1,15 +1,16 @@
-"""The Ray backend: PeerGroups as Ray actors, on this machine or a cluster.
+"""The Ray backend: GroupHosts (``fedsim.engine.host``) as Ray actors, on this machine
+or a cluster.
 
 Honest peers are split by id into actors of ``backend.peers_per_actor`` peers;
-Byzantine peers live in one adversary actor that also runs the attack; curious peers
+Byzantine peers live in one adversary actor (the one whose host crafts); curious peers
 (gradient inversion) live in their own actor. Each round:
 
 1. every actor trains its peers; the heads it sends are one object in Ray's object
    store (put once per sending actor per round);
-2. the adversary actor fetches the honest heads it may observe by reference and
-   crafts its messages (one object);
-3. every actor fetches, by reference, the heads of the actors holding its
-   neighbours plus the crafted messages, and merges with the defense;
+2. the adversary actor gets every actor's heads by reference and crafts its
+   messages (one object);
+3. every actor gets, by reference, every actor's heads plus the crafted messages,
+   and receives and merges with the defense;
 4. every actor snapshots its state into the object store (the round snapshot).
 
 The driver only passes references, plus small per-peer metrics. Random draws are
@@ -32,6 +33,7 @@ import numpy as np
 import torch
 
 from fedsim.engine import exchange
+from fedsim.engine.host import GroupHost, consensus_center
 from fedsim.world import World
 
 log = logging.getLogger("fedsim")
@@ -81,74 +83,6 @@ def check_reachable(address: str, timeout: float = 5.0) -> None:
                               f"{exc.strerror or type(exc).__name__}") from None
 
 
-class GroupWorker:
-    """A PeerGroup (and, for the adversary actor, the attack) behind an actor."""
-
-    def __init__(self, world: World, peer_ids, threads: int, with_attack: bool):
-        from fedsim.engine.peer_group import PeerGroup
-        from fedsim.registry import create
-        torch.set_num_threads(max(1, threads))
-        self.world = world
-        self.group = PeerGroup(world, peer_ids)
-        adv = world.scenario.adversary
-        self.attack = create("attacks", adv.attack.name, **adv.attack.args) if with_attack and adv else None
-        self.claimed = exchange.claimed_classes(world, create("attacks", adv.attack.name, **adv.attack.args)
-                                                if adv else None)
-
-    def pid(self) -> int:
-        return os.getpid()
-
-    def node(self) -> str:
-        return _ray().get_runtime_context().get_node_id()
-
-    def train(self, round_: int):
-        return self.group.ids, self.group.train(round_)
-
-    def _sent_all(self, sent_refs) -> torch.Tensor:
-        ray = _ray()
-        w = self.world
-        C, P = self.group.heads.shape[1:]
-        sent_all = torch.zeros(w.n_peers + 1, C, P)
-        for ids, heads in ray.get(list(sent_refs)):
-            sent_all[torch.as_tensor(np.array(ids))] = heads
-        return sent_all
-
-    def craft(self, round_: int, sent_refs, graph) -> dict:
-        if self.attack is None:
-            return {}
-        ids, own, prev = self.group.byzantine_heads()
-        view = exchange.attacker_view(self.world, graph, round_, self._sent_all(sent_refs), ids, own, prev,
-                                      self.group.defense)
-        return self.attack.craft(view)
-
-    def aggregate(self, round_: int, sent_refs, neighbours: np.ndarray, crafted) -> dict:
-        ray = _ray()
-        crafted = ray.get(crafted[0]) if crafted else {}
-        sent_all = self._sent_all(sent_refs)
-        stats = self.group.aggregate(round_, sent_all, neighbours[self.group.ids], self.claimed, crafted)
-        stats["crafted_bytes"] = exchange.crafted_bytes(
-            {k: v for k, v in crafted.items() if k[1] in set(self.group.ids.tolist())})
-        return stats
-
-    def evaluate(self, features, labels, backdoor, target) -> dict:
-        return self.group.evaluate(features, labels, backdoor, target)
-
-    def honest_sum(self):
-        return self.group.honest_sum()
-
-    def distances_to(self, center):
-        return self.group.distances_to(center)
-
-    def heads(self):
-        return self.group.ids, self.group.heads
-
-    def state_dict(self) -> dict:
-        return self.group.state_dict()
-
-    def load_state_dict(self, state: dict) -> None:
-        self.group.load_state_dict(state)
-
-
 def _actor_errors() -> tuple:
     """Exceptions that mean an actor died or is restarting (its state is lost)."""
     from ray import exceptions
@@ -186,7 +120,7 @@ class RayBackend:
         cpus = int(ray.cluster_resources().get("CPU", 1))
         threads = max(1, cpus // len(self.layout))
         world_ref = self.world_ref = ray.put(world)
-        actor_cls = ray.remote(GroupWorker)
+        actor_cls = ray.remote(GroupHost)
         from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
         # Actors go round-robin over the nodes that have CPUs (soft: Ray may move an
         # actor elsewhere if its node goes away).
@@ -203,17 +137,12 @@ class RayBackend:
             actor = actor_cls.options(
                 name=f"fedsim-{self.run_id}-{role}-{k}", num_cpus=0, max_restarts=-1,
                 scheduling_strategy=strategy, max_concurrency=1,
-            ).remote(world_ref, ids, threads, role == "adversary")
+            ).remote(world_ref, ids, threads)
             self.actors.append(actor)
         ray.get([a.pid.remote() for a in self.actors])  # actors up before round 1 is timed
         self.adversary = self.actors[-1] if byz else None
         self.snapshot = None
         self.graph_refs: dict = {}
-        pdef = world.scenario.privacy.defense if world.scenario.privacy is not None else None
-        self.privacy_defense = None
-        if pdef is not None and pdef.name != "none":
-            from fedsim.registry import create
-            self.privacy_defense = create("privacy_defenses", pdef.name, **pdef.args)
 
     def _graph_refs(self, graph, neighbours):
         key = id(neighbours)
@@ -241,12 +170,12 @@ class RayBackend:
         ray = _ray()
         graph_ref, nbr_ref = self._graph_refs(graph, neighbours)
         sent_refs = [a.train.remote(round_) for a in self.actors]
-        crafted = [self.adversary.craft.remote(round_, sent_refs, graph_ref)] if self.adversary else []
-        stats_list = ray.get([a.aggregate.remote(round_, sent_refs, nbr_ref, crafted) for a in self.actors])
+        crafted = self.adversary.craft.remote(round_, graph_ref, *sent_refs) if self.adversary else {}
+        stats_list = ray.get([a.aggregate.remote(round_, nbr_ref, crafted, *sent_refs) for a in self.actors])
         snapshot = [a.state_dict.remote() for a in self.actors]
         ray.get(snapshot)  # raises here, inside the retried round, if an actor died
         self.snapshot = snapshot
-        stats = {k: sum(s[k] for s in stats_list) for k in ("dropped", "nonfinite", "delivered", "crafted_bytes")}
+        stats = {k: sum(s[k] for s in stats_list) for k in stats_list[0]}
         stats["sent"] = sent_refs
         return stats
 
@@ -263,8 +192,7 @@ class RayBackend:
                     ray.get([a.pid.remote() for a in self.actors])  # restarted actors start fresh
                     # Round 1 failed: a fresh actor already holds the initial state,
                     # but the others trained; rebuild from the initial heads.
-                    from fedsim.engine.peer_group import PeerGroup
-                    state = PeerGroup(self.world, range(self.world.n_peers)).state_dict()
+                    state = GroupHost(self.world, range(self.world.n_peers)).state_dict()
                 ray.get([a.load_state_dict.remote(state) for a in self.actors])
                 return
             except _actor_errors():
@@ -274,12 +202,8 @@ class RayBackend:
 
     def sent_heads(self, sent_refs, ids) -> torch.Tensor:
         """Rows ``ids`` of the heads sent this round (fetched by reference)."""
-        ray = _ray()
-        out = {}
-        for group_ids, heads in ray.get(list(sent_refs)):
-            for r, g in enumerate(group_ids):
-                out[int(g)] = heads[r]
-        return torch.stack([out[int(i)] for i in ids])
+        sent = _ray().get(list(sent_refs))
+        return exchange.gather_sent(self.world.n_peers, sent)[torch.as_tensor(list(ids), dtype=torch.long)]
 
     def evaluate(self, features, labels, backdoor=None, target=None) -> dict:
         return self._retrying("evaluate", lambda: self._evaluate(features, labels, backdoor, target))
@@ -302,9 +226,7 @@ class RayBackend:
 
     def _consensus_distance(self) -> float:
         ray = _ray()
-        sums = ray.get([a.honest_sum.remote() for a in self.actors])
-        count = sum(c for _, c in sums)
-        center = sum(s for s, c in sums if c) / max(count, 1)
+        center = consensus_center(ray.get([a.honest_sum.remote() for a in self.actors]))
         center_ref = ray.put(center)
         dists = torch.cat(ray.get([a.distances_to.remote(center_ref) for a in self.actors]))
         return float(dists.mean())

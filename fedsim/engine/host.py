@@ -1,0 +1,135 @@
+"""GroupHost: a PeerGroup and the run's plugins, doing one host's part of each round.
+
+Both backends run the same host; they differ only in where hosts live and how
+messages move between them. The local backend holds one host with every peer in its
+own process and hands it the tensors directly; the Ray backend makes ``GroupHost`` an
+actor class (``ray.remote(GroupHost)``), one actor per group of peers, and moves what
+hosts send as references into Ray's object store. A round on every host is:
+
+1. ``train(round)`` -> ``(ids, sent)``: the group's peers train; what they send;
+2. ``craft(round, graph, *sent)`` -> ``{(sender, receiver): object}``: on the host
+   of the Byzantine peers, the attack crafts their messages (empty elsewhere);
+3. ``aggregate(round, neighbours, crafted, *sent)`` -> counters: every peer receives
+   its neighbours' heads and the crafted messages (``exchange.deliver``) and merges
+   them with the defense.
+
+``*sent`` is every host's ``(ids, sent)`` of the round (Ray resolves each reference
+passed as an argument), so a host sees the same inputs on either backend.
+"""
+from __future__ import annotations
+
+import os
+import socket
+from dataclasses import dataclass
+from typing import Any, Optional
+
+import torch
+
+from fedsim.config import Scenario
+from fedsim.engine import exchange
+from fedsim.engine.peer_group import PeerGroup
+from fedsim.registry import create
+from fedsim.world import World
+
+
+@dataclass
+class Plugins:
+    """The plugin instances of a run, built once per process from the scenario."""
+
+    head: Any                   # the head's loss and gradient (``heads`` registry)
+    defense: Any                # the honest peers' aggregation rule
+    fallback: Any               # what Byzantine peers merge with (they are not defended): mean
+    attack: Optional[Any]       # the Byzantine attack, None without an adversary
+    privacy: Optional[Any]      # the sender-side privacy transform, None for ``none``
+
+    @classmethod
+    def build(cls, s: Scenario) -> "Plugins":
+        adv = s.adversary
+        pdef = s.privacy.defense if s.privacy is not None else None
+        return cls(
+            head=create("heads", s.model.head),
+            defense=create("defenses", s.defense.name, **s.defense.args),
+            fallback=create("defenses", "mean"),
+            attack=create("attacks", adv.attack.name, **adv.attack.args) if adv is not None else None,
+            privacy=create("privacy_defenses", pdef.name, **pdef.args) if pdef and pdef.name != "none" else None,
+        )
+
+
+def consensus_center(sums) -> torch.Tensor:
+    """The mean honest head from each host's ``(sum of its honest heads, count)``."""
+    sums = list(sums)
+    count = sum(c for _, c in sums)
+    return sum(s for s, c in sums if c) / max(count, 1)
+
+
+class GroupHost:
+    """Peers ``peer_ids`` of a run, the plugins, and the per-round steps of the module doc.
+
+    ``threads``: torch's intra-op threads in this process (0: leave as is); a Ray actor
+    gets its share of the node's CPUs.
+    """
+
+    def __init__(self, world: World, peer_ids, threads: int = 0):
+        if threads:
+            torch.set_num_threads(threads)
+        self.world = world
+        self.plugins = Plugins.build(world.scenario)
+        self.group = PeerGroup(world, peer_ids, self.plugins)
+        self.claimed = exchange.claimed_classes(world, self.plugins.attack)
+        self.honest_bytes = exchange.message_bytes(world, self.plugins.privacy)
+
+    def pid(self) -> int:
+        return os.getpid()
+
+    def node(self) -> str:
+        """Where this host runs: its Ray node id inside a Ray actor, else the host name."""
+        try:
+            import ray
+            if ray.is_initialized():
+                return ray.get_runtime_context().get_node_id()
+        except ImportError:
+            pass
+        return socket.gethostname()
+
+    # ----------------------------------------------------------------- a round
+    def train(self, round_: int):
+        """``(ids, sent)``: the group's peer ids and the heads they send this round."""
+        return self.group.ids, self.group.train(round_)
+
+    def craft(self, round_: int, graph, *sent) -> dict:
+        """The attack's messages from the Byzantine peers of this group (none elsewhere)."""
+        attack = self.plugins.attack
+        if attack is None or not bool(self.group.is_byzantine.any()):
+            return {}
+        ids, own, previous = self.group.byzantine_heads()
+        sent_all = exchange.gather_sent(self.world.n_peers, sent)
+        view = exchange.attacker_view(self.world, graph, round_, sent_all, ids, own, previous,
+                                      self.plugins.defense)
+        return attack.craft(view)
+
+    def aggregate(self, round_: int, neighbours, crafted: dict, *sent) -> dict:
+        """Receive and merge. ``neighbours [N, k]``: every peer's senders this round
+        (ascending, padded with -1); returns the counters of ``exchange.deliver``."""
+        sent_all = exchange.gather_sent(self.world.n_peers, sent)
+        return self.group.aggregate(round_, sent_all, neighbours[self.group.ids], self.claimed,
+                                    exchange.by_receiver(crafted, self.group.ids), self.honest_bytes,
+                                    degrees=exchange.degrees(neighbours))
+
+    # ----------------------------------------------------------- what is asked
+    def evaluate(self, features, labels, backdoor=None, target=None) -> dict:
+        return self.group.evaluate(features, labels, backdoor, target)
+
+    def honest_sum(self):
+        return self.group.honest_sum()
+
+    def distances_to(self, center):
+        return self.group.distances_to(center)
+
+    def heads(self):
+        return self.group.ids, self.group.heads
+
+    def state_dict(self) -> dict:
+        return self.group.state_dict()
+
+    def load_state_dict(self, state: dict) -> None:
+        self.group.load_state_dict(state)
