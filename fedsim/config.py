@@ -30,7 +30,7 @@ class UnreadableFile(ValueError):
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class NamedArgs(_Strict):
@@ -158,7 +158,7 @@ class Scenario(_Strict):
     name: str = Field("scenario", description="scenario name (names the run directory)")
     target_accuracy: float = Field(0.9, gt=0, le=1, description="summary.json's rounds_to_accuracy: the first "
                                    "evaluated round whose accuracy_mean reaches it (Bristle's 90%)")
-    seed: int = Field(0, ge=0, description="seed of every random draw")
+    seed: int = Field(0, ge=0, le=2**64 - 1, description="seed of every random draw")
     rounds: int = Field(30, ge=1, description="communication rounds")
     eval_every: int = Field(1, ge=1, description="evaluate every k rounds (and the last)")
     eval_samples: Optional[int] = Field(None, ge=1, description="evaluate on this many global test samples; null = all")
@@ -238,15 +238,16 @@ def _model_at(model, loc):
 
 def parse_override(text: str) -> tuple[list[str], Any]:
     """``"a.b=value"`` -> (["a", "b"], YAML-typed value)."""
+    shown = text if len(text) <= 80 else text[:77] + "..."
     if "=" not in text:
-        raise ScenarioError(f"--set {text}: expected KEY.PATH=VALUE")
+        raise ScenarioError(f"--set {shown}: expected KEY.PATH=VALUE")
     key, raw = text.split("=", 1)
     if not key or any(not part for part in key.split(".")):
-        raise ScenarioError(f"--set {text}: bad key path {key!r}")
+        raise ScenarioError(f"--set {shown}: bad key path {key!r}")
     try:
         value = parse_yaml(raw) if raw != "" else ""
     except yaml.YAMLError as exc:
-        raise ScenarioError(f"--set {text}: value is not valid YAML ({getattr(exc, 'problem', None) or exc})") from None
+        raise ScenarioError(f"--set {shown}: value is not valid YAML ({yaml_problem(exc).removeprefix('invalid YAML: ')})") from None
     return key.split("."), value
 
 
@@ -254,12 +255,13 @@ def apply_overrides(raw: dict, overrides) -> dict:
     data = copy.deepcopy(raw)
     for text in overrides or ():
         path, value = parse_override(text)
+        shown = text if len(text) <= 80 else text[:77] + "..."
         node = data
         for part in path[:-1]:
             if node.get(part) is None:
                 node[part] = {}
             if not isinstance(node[part], dict):
-                raise ScenarioError(f"--set {text}: {part} is not a mapping")
+                raise ScenarioError(f"--set {shown}: {part} is not a mapping")
             node = node[part]
         node[path[-1]] = value
     return data
@@ -340,6 +342,19 @@ def parse_yaml(text: str):
         loader.dispose()
 
 
+def yaml_problem(exc: yaml.YAMLError) -> str:
+    """One line: where (line, column) and what PyYAML found wrong."""
+    if isinstance(exc, yaml.reader.ReaderError):
+        return f"invalid YAML: character #x{exc.character:04x} at position {exc.position} is not allowed"
+    mark = getattr(exc, "problem_mark", None)
+    where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+    problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+    context = getattr(exc, "context", None)
+    if context and problem == "second occurrence":  # PyYAML's duplicate-anchor wording
+        context, problem = None, context.split(";")[0]
+    return f"{where}invalid YAML: {f'{context}: ' if context else ''}{problem}"
+
+
 def read_text_file(path, limit: int, what: str) -> str:
     """The UTF-8 text of a regular file of at most ``limit`` bytes; anything else is a
     :class:`UnreadableFile` naming the path and the reason (never a hang on a device or a pipe)."""
@@ -370,9 +385,7 @@ def read_yaml(path) -> dict:
     try:
         data = parse_yaml(text)
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" line {mark.line + 1}, column {mark.column + 1}:" if mark else ""
-        raise ScenarioError(f"{path}:{where} invalid YAML: {getattr(exc, 'problem', None) or exc}") from None
+        raise ScenarioError(f"{path}: {yaml_problem(exc)}") from None
     if data is None:
         data = {}
     if not isinstance(data, dict):

@@ -73,8 +73,8 @@ def draw_all(run_dir, world=None, graph=None) -> list[Path]:
         conf = config.from_dict(config.read_yaml(source), str(source))
         graph = build(conf.topology.kind, conf.topology.n_peers, conf.seed, conf.topology.args)
     n = graph.number_of_nodes()
-    byzantine = world.byzantine_ids if world is not None else _peer_ids(summary, ("byzantine_ids",), n)
-    curious = world.curious_ids if world is not None else _peer_ids(summary, ("privacy", "curious_ids"), n)
+    byzantine = world.byzantine_ids if world is not None else _peer_ids(summary, ("byzantine_ids",), n, run_dir)
+    curious = world.curious_ids if world is not None else _peer_ids(summary, ("privacy", "curious_ids"), n, run_dir)
     privacy_pt = run_dir / "privacy.pt"
     if privacy_pt.exists():
         read_privacy_record(privacy_pt)
@@ -266,7 +266,7 @@ def _read_summary(path: Path) -> dict:
     return summary
 
 
-def _peer_ids(summary: dict, keys: tuple, n_peers: int) -> list:
+def _peer_ids(summary: dict, keys: tuple, n_peers: int, run_dir: Path) -> list:
     """The peer ids stored under ``summary[keys[0]][keys[1]]...`` ([] when absent)."""
     from fedsim.results import RunDirError
     value = summary
@@ -275,5 +275,6 @@ def _peer_ids(summary: dict, keys: tuple, n_peers: int) -> list:
     if value == {}:
         return []
     if not isinstance(value, list) or not all(isinstance(i, int) and 0 <= i < n_peers for i in value):
-        raise RunDirError(f"summary.json: {'.'.join(keys)}: must be a list of peer ids in 0..{n_peers - 1}")
+        raise RunDirError(f"{run_dir / 'summary.json'}: {'.'.join(keys)}: must be a list of peer ids "
+                          f"in 0..{n_peers - 1}")
     return value

@@ -82,7 +82,8 @@ def run(scenario, overrides=None, out=None, resume=None, progress: Optional[bool
     if resume is not None:
         run_dir = RunDir(resume)
         if not run_dir.path.is_dir():
-            raise RunDirError(f"{resume}: not a run directory (no such directory)")
+            raise RunDirError(f"{resume}: not a run directory "
+                              f"({'not a directory' if run_dir.path.exists() else 'no such directory'})")
         source = str(run_dir.path / "config.yaml")
         if not (run_dir.path / "config.yaml").exists():
             raise RunDirError(f"{resume}: not a run directory (no config.yaml)")
