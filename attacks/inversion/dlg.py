@@ -1,42 +1,70 @@
-"""DLG: Zhu, Liu, Han 2019, "Deep leakage from gradients" (NeurIPS).
-
-Dummy images ``x'`` and dummy label logits ``y'`` (soft labels ``softmax(y')``) are
-optimised jointly with L-BFGS to minimise the squared distance between the dummy update
-and the observed one:
-
-    min_{x', y'} || T(replay(H0, backbone(x'), softmax(y')) - H0) - (H1 - H0) ||^2
-
-(``T`` the sender's privacy transform when the attacker knows it, else the identity).
-Initialisation ``x', y' ~ N(0, 1)`` as in the paper; the reported labels are
-``argmax y'`` and the reported images are clamped to [0, 1].
-
-Defaults (for CPU speed): ``iterations`` 100 L-BFGS iterations (the paper runs 300 outer
-steps of up to 20 each), ``lr`` 1 (the paper's), ``restarts`` 1 (the paper has none; with
-more, the restart with the smallest distance wins), ``history_size`` 100. The paper's
-L-BFGS has no line search (PyTorch's default); we use a strong-Wolfe line search, which
-keeps L-BFGS from diverging on the un-normalised L2 objective without changing its optimum.
-"""
+"""Deep Leakage from Gradients (:class:`DLG`)."""
 from __future__ import annotations
 
 from typing import Optional
 
 import torch
 
-from attacks.inversion.base import (InversionAttack, Reconstruction, VictimUpdate, check_positive,
-                                    check_positive_int, default_rng, features_of, frozen)
+from attacks.inversion.base import (InversionAttack, Reconstruction, VictimUpdate,
+                                    default_rng, dummy_delta, features_of, frozen)
 from attacks.inversion.matching import l2_distance
+from fedsim.params import Interval
 from fedsim.registry import register
 
 
 @register("inversions", "dlg")
 class DLG(InversionAttack):
+    """DLG: optimise dummy images and soft labels until their replayed update matches the observed one.
+    Zhu, Liu, Han 2019, "Deep leakage from gradients", NeurIPS.
+
+    Dummy images ``x'`` and dummy label logits ``y'`` (soft labels ``softmax(y')``) are
+    optimised jointly with L-BFGS to minimise the squared distance between the dummy update
+    and the observed one::
+
+        min_{x', y'} || T(replay(H0, backbone(x'), softmax(y')) - H0) - (H1 - H0) ||^2
+
+    (``T`` the sender's privacy transform when the attacker knows it, else the identity).
+    Initialisation ``x', y' ~ N(0, 1)`` as in the paper; the reported labels are
+    ``argmax y'`` and the reported images are clamped to [0, 1].
+
+    Parameters
+    ----------
+    iterations : int >= 1, default 100
+        L-BFGS iterations (for CPU speed; the paper runs 300 outer steps of up to 20 each).
+    lr : float > 0, default 1
+        L-BFGS step size (the paper's).
+    restarts : int >= 1, default 1
+        Independent starts; the one with the smallest distance wins (the paper has none).
+    history_size : int >= 1, default 100
+        L-BFGS history.
+
+    Notes
+    -----
+    The paper's L-BFGS has no line search (PyTorch's default); we use a strong-Wolfe line
+    search, which keeps L-BFGS from diverging on the un-normalised L2 objective without
+    changing its optimum.
+
+    References
+    ----------
+    .. [1] L. Zhu, Z. Liu, S. Han, "Deep leakage from gradients", NeurIPS 2019.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from fedsim.examples import example_update, rounded
+    >>> update = example_update()  # one SGD step on the private sample [0.9, 0.1] of class 0
+    >>> backbone = torch.nn.Identity()  # a toy backbone: an image is its feature vector
+    >>> result = DLG(iterations=20).reconstruct(update, backbone, rng=torch.Generator().manual_seed(0))
+    >>> rounded(result.images, 1), result.labels
+    (tensor([[[0.9000, 0.1000]]]), tensor([[0]]))
+    """
+
     name = "dlg"
+    parameters = {"iterations": Interval(int, 1, None), "lr": Interval(float, 0, None, closed="neither"), "restarts": Interval(int, 1, None),
+                  "history_size": Interval(int, 1, None)}
 
     def __init__(self, iterations: int = 100, lr: float = 1.0, restarts: int = 1, history_size: int = 100):
-        self.iterations = check_positive_int("iterations", iterations)
-        self.lr = check_positive("lr", lr)
-        self.restarts = check_positive_int("restarts", restarts)
-        self.history_size = check_positive_int("history_size", history_size)
+        self.iterations, self.lr, self.restarts, self.history_size = iterations, float(lr), restarts, history_size
 
     def reconstruct(self, update: VictimUpdate, backbone: torch.nn.Module,
                     generator: Optional[torch.nn.Module] = None,
@@ -57,14 +85,14 @@ class DLG(InversionAttack):
                 def closure():
                     optimizer.zero_grad()
                     feats = features_of(backbone, images, ndim)
-                    loss = l2_distance(update.dummy_delta(feats, torch.softmax(label_logits, -1)), observed)
+                    loss = l2_distance(dummy_delta(update, feats, torch.softmax(label_logits, -1)), observed)
                     loss.backward()
                     return loss
 
                 optimizer.step(closure)
                 with torch.no_grad():
                     feats = features_of(backbone, images, ndim)
-                    distance = float(l2_distance(update.dummy_delta(feats, torch.softmax(label_logits, -1)),
+                    distance = float(l2_distance(dummy_delta(update, feats, torch.softmax(label_logits, -1)),
                                                  observed))
                 if best is None or distance < best[0]:
                     best = (distance, images.detach().clone(), label_logits.detach().argmax(-1))

@@ -1,37 +1,16 @@
-"""GIFD: Fang, Chen, Wang, Shi, Liu, Zhang, Xu 2023, "GIFD: A Generative Gradient
-Inversion Method with Feature Domain Optimization" (ICCV).
-
-Stage 0 searches the generator's latent space (as :mod:`gan_latent`). Each later stage
-``k = 1 .. K-1`` optimises the *input of generator block k* (an intermediate feature map
-``h_k``), starting from ``h_k^0`` = block ``k-1`` applied to the previous stage's result,
-with the deviation kept in an l1 ball (Intermediate Layer Optimization, Daras et al. 2021):
-
-    min_{h_k} 1 - cos(T(replay(H0, backbone(G_{k..}(h_k)), labels) - H0), H1 - H0)
-    s.t.      ||h_k,i - h_k,i^0||_1 <= r_k   for every sample i,
-
-by projected Adam (a step, then :func:`project_l1_ball`). Every stage's images are a
-candidate; the one with the smallest matching loss is kept ("best stage chosen by the
-matching loss"), over ``restarts`` independent latent draws. Labels come from the update
-(iDLG / LLG counting).
-
-Radii: ``radii`` gives ``r_k`` per stage after the latent one (absolute, as in the paper);
-left at ``None`` every stage uses ``radius_fraction * ||h_k,i^0||_1`` (per sample), a
-scale-free default for generators of any width.
-
-Defaults (for CPU speed): ``latent_iterations`` 150, ``stage_iterations`` 50, ``lr``
-0.05 (latent) and ``stage_lr`` 0.01 (features), ``restarts`` 2, ``radius_fraction`` 0.1,
-``latent_weight`` 1e-2 (see :mod:`gan_latent`).
-"""
+"""GIFD (:class:`GIFD`) and the l1-ball projection of its feature stages."""
 from __future__ import annotations
 
 from typing import Optional, Sequence
 
 import torch
 
-from attacks.inversion.base import (InversionAttack, Reconstruction, VictimUpdate, check_positive,
-                                    check_positive_int, default_rng, frozen)
+from attacks.inversion.base import (InversionAttack, Reconstruction, VictimUpdate, default_rng,
+                                    frozen)
 from attacks.inversion.gan_latent import _Matcher, require_generator, search_latent
+from attacks.inversion.generator import prepared_generator
 from attacks.inversion.labels import infer_labels, labels_per_step
+from fedsim.params import Interval, ListOf
 from fedsim.registry import register
 
 
@@ -72,22 +51,85 @@ def project_l1_ball(x: torch.Tensor, center: torch.Tensor, radius, batch_dims: i
 
 @register("inversions", "gifd")
 class GIFD(InversionAttack):
+    """GIFD: latent search, then search in the generator's intermediate features, within l1 balls.
+    Fang, Chen, Wang, Wang, Xia 2023, "GIFD: A Generative Gradient Inversion Method with
+    Feature Domain Optimization", ICCV.
+
+    Stage 0 searches the generator's latent space (as :class:`~attacks.inversion.gan_latent.GANLatent`).
+    Each later stage ``k = 1 .. K-1`` optimises the *input of generator block k* (an
+    intermediate feature map ``h_k``), starting from ``h_k^0`` = block ``k-1`` applied to
+    the previous stage's result, with the deviation kept in an l1 ball (Intermediate
+    Layer Optimization, Daras et al. 2021)::
+
+        min_{h_k} 1 - cos(T(replay(H0, backbone(G_{k..}(h_k)), labels) - H0), H1 - H0)
+        s.t.      ||h_k,i - h_k,i^0||_1 <= r_k   for every sample i,
+
+    by projected Adam (a step, then :func:`project_l1_ball`). Every stage's images are a
+    candidate; the one with the smallest matching loss is kept ("best stage chosen by the
+    matching loss"), over ``restarts`` independent latent draws. Labels come from the update
+    (iDLG / LLG counting).
+
+    Parameters
+    ----------
+    latent_iterations : int >= 1, default 150
+        Adam steps of the latent stage (for CPU speed).
+    stage_iterations : int >= 0, default 50
+        Adam steps of each feature stage.
+    lr : float > 0, default 0.05
+        Step size of the latent stage.
+    stage_lr : float > 0, default 0.01
+        Step size of the feature stages.
+    restarts : int >= 1, default 2
+        Independent latent draws.
+    radii : sequence of float >= 0, default None
+        ``r_k`` per stage after the latent one (absolute, as in the paper).
+    radius_fraction : float >= 0, default 0.1
+        Without ``radii``, every stage uses ``radius_fraction * ||h_k,i^0||_1`` (per
+        sample), a scale-free default for generators of any width.
+    latent_weight : float >= 0, default 1e-2
+        Weight of the latent prior (see :class:`~attacks.inversion.gan_latent.GANLatent`).
+
+    Notes
+    -----
+    The absolute radii of the paper depend on the generator's width; the relative
+    default does not.
+
+    References
+    ----------
+    .. [1] H. Fang, B. Chen, X. Wang, Z. Wang, S.-T. Xia, "GIFD: a generative gradient
+       inversion method with feature domain optimization", ICCV 2023.
+    .. [2] G. Daras, J. Dean, A. Jalal, A. G. Dimakis, "Intermediate layer optimization for
+       inverse problems using deep generative models", ICML 2021.
+    .. [3] J. Duchi, S. Shalev-Shwartz, Y. Singer, T. Chandra, "Efficient projections onto
+       the l1-ball for learning in high dimensions", ICML 2008.
+
+    Examples
+    --------
+    A run needs a generator trained on public images (:mod:`attacks.inversion.generator`);
+    the projection each feature stage ends with:
+
+    >>> import torch
+    >>> project_l1_ball(torch.tensor([3.0, 1.0]), torch.zeros(2), 2.0)  # onto ||y||_1 <= 2
+    tensor([2., 0.])
+    """
+
     name = "gifd"
-    needs_generator = True
+    parameters = {"latent_iterations": Interval(int, 1, None), "stage_iterations": Interval(int, 0, None),
+                  "lr": Interval(float, 0, None, closed="neither"), "stage_lr": Interval(float, 0, None, closed="neither"), "restarts": Interval(int, 1, None),
+                  "radii": [None, ListOf(Interval(float, 0, None))], "radius_fraction": Interval(float, 0, None),
+                  "latent_weight": Interval(float, 0, None)}
+
+    def prepare(self, public_images, cache=None, seed=0):
+        """The image generator, trained on the public split (or loaded from ``cache``)."""
+        return prepared_generator(public_images, cache, seed)
 
     def __init__(self, latent_iterations: int = 150, stage_iterations: int = 50, lr: float = 0.05,
                  stage_lr: float = 0.01, restarts: int = 2, radii: Optional[Sequence[float]] = None,
                  radius_fraction: float = 0.1, latent_weight: float = 1e-2):
-        self.latent_iterations = check_positive_int("latent_iterations", latent_iterations)
-        self.stage_iterations = check_positive_int("stage_iterations", stage_iterations, minimum=0)
-        self.lr = check_positive("lr", lr)
-        self.stage_lr = check_positive("stage_lr", stage_lr)
-        self.restarts = check_positive_int("restarts", restarts)
-        if radii is not None:
-            radii = [check_positive("radii[]", r, allow_zero=True) for r in radii]
-        self.radii = radii
-        self.radius_fraction = check_positive("radius_fraction", radius_fraction, allow_zero=True)
-        self.latent_weight = check_positive("latent_weight", latent_weight, allow_zero=True)
+        self.latent_iterations, self.stage_iterations = latent_iterations, stage_iterations
+        self.lr, self.stage_lr, self.restarts = float(lr), float(stage_lr), restarts
+        self.radii = None if radii is None else [float(r) for r in radii]
+        self.radius_fraction, self.latent_weight = float(radius_fraction), float(latent_weight)
 
     def _radius(self, stage: int, start: torch.Tensor):
         if self.radii is not None:

@@ -1,31 +1,15 @@
-"""Inverting Gradients: Geiping, Bauermeister, Droege, Moeller 2020, "Inverting
-gradients -- how easy is it to break privacy in federated learning?" (NeurIPS).
-
-Labels are inferred from the update first (:func:`attacks.inversion.labels.infer_labels`,
-iDLG / LLG counting), then dummy images ``x'`` in [0, 1] minimise
-
-    1 - <d', d> / (||d'|| ||d||)  +  tv_weight * TV(x'),
-    d' = T(replay(H0, backbone(x'), labels) - H0),   d = H1 - H0,
-
-with Adam on the *signed* gradient (``x'.grad <- sign(x'.grad)``), the step size divided
-by 10 at 3/8, 5/8 and 7/8 of the iterations, and ``x'`` clamped to [0, 1] after every step
-(the paper's "boxed" constraint). ``restarts`` independent trials from ``x' ~ U[0, 1]``
-(the paper draws N(0, 1) in its normalised input space; U[0, 1] is the same idea in our
-un-normalised [0, 1] space); the trial with the smallest cosine matching loss wins.
-
-Defaults (for CPU speed, the paper uses 24k iterations and 8 trials): ``iterations`` 200,
-``lr`` 0.1 (the paper's), ``restarts`` 2, ``tv_weight`` 1e-2, ``signed`` True.
-"""
+"""Inverting Gradients (:class:`InvertingGradients`) and its step-size schedule."""
 from __future__ import annotations
 
 from typing import Optional
 
 import torch
 
-from attacks.inversion.base import (InversionAttack, Reconstruction, VictimUpdate, check_positive,
-                                    check_positive_int, default_rng, features_of, frozen)
+from attacks.inversion.base import (InversionAttack, Reconstruction, VictimUpdate,
+                                    default_rng, dummy_delta, features_of, frozen)
 from attacks.inversion.labels import infer_labels, labels_per_step
 from attacks.inversion.matching import cosine_distance, total_variation
+from fedsim.params import Boolean, Interval
 from fedsim.registry import register
 
 
@@ -36,17 +20,64 @@ def step_decay_milestones(iterations: int) -> list[int]:
 
 @register("inversions", "inverting_gradients")
 class InvertingGradients(InversionAttack):
+    """Inverting Gradients: match the update's direction (cosine) with a total-variation prior.
+    Geiping, Bauermeister, Droege, Moeller 2020, "Inverting gradients -- how easy is it
+    to break privacy in federated learning?", NeurIPS.
+
+    Labels are inferred from the update first (:func:`attacks.inversion.labels.infer_labels`,
+    iDLG / LLG counting), then dummy images ``x'`` in [0, 1] minimise::
+
+        1 - <d', d> / (||d'|| ||d||)  +  tv_weight * TV(x'),
+        d' = T(replay(H0, backbone(x'), labels) - H0),   d = H1 - H0,
+
+    with Adam on the *signed* gradient (``x'.grad <- sign(x'.grad)``), the step size divided
+    by 10 at 3/8, 5/8 and 7/8 of the iterations (:func:`step_decay_milestones`), and ``x'``
+    clamped to [0, 1] after every step (the paper's "boxed" constraint).
+
+    Parameters
+    ----------
+    iterations : int >= 1, default 200
+        Adam steps per trial (for CPU speed; the paper uses 24k).
+    lr : float > 0, default 0.1
+        Adam's step size (the paper's).
+    restarts : int >= 1, default 2
+        Independent trials; the one with the smallest cosine matching loss wins (the
+        paper uses 8).
+    tv_weight : float >= 0, default 1e-2
+        Weight of the total-variation prior.
+    signed : bool, default True
+        Use the sign of the gradient, as the paper does.
+
+    Notes
+    -----
+    Trials start from ``x' ~ U[0, 1]`` (the paper draws N(0, 1) in its normalised input
+    space; U[0, 1] is the same idea in our un-normalised [0, 1] space).
+
+    References
+    ----------
+    .. [1] J. Geiping, H. Bauermeister, H. Droege, M. Moeller, "Inverting gradients -- how
+       easy is it to break privacy in federated learning?", NeurIPS 2020.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from fedsim.examples import example_update, rounded
+    >>> update = example_update()  # one SGD step on the private sample [0.9, 0.1] of class 0
+    >>> backbone = torch.nn.Identity()  # a toy backbone: an image is its feature vector
+    >>> attack = InvertingGradients(iterations=100, restarts=1)
+    >>> result = attack.reconstruct(update, backbone, rng=torch.Generator().manual_seed(0))
+    >>> rounded(result.images), result.labels
+    (tensor([[[0.9000, 0.1000]]]), tensor([[0]]))
+    """
+
     name = "inverting_gradients"
+    parameters = {"iterations": Interval(int, 1, None), "lr": Interval(float, 0, None, closed="neither"), "restarts": Interval(int, 1, None),
+                  "tv_weight": Interval(float, 0, None), "signed": Boolean()}
 
     def __init__(self, iterations: int = 200, lr: float = 0.1, restarts: int = 2, tv_weight: float = 1e-2,
                  signed: bool = True):
-        self.iterations = check_positive_int("iterations", iterations)
-        self.lr = check_positive("lr", lr)
-        self.restarts = check_positive_int("restarts", restarts)
-        self.tv_weight = check_positive("tv_weight", tv_weight, allow_zero=True)
-        if not isinstance(signed, bool):
-            raise ValueError(f"signed must be true or false; got {signed!r}")
-        self.signed = signed
+        self.iterations, self.lr, self.restarts = iterations, float(lr), restarts
+        self.tv_weight, self.signed = float(tv_weight), signed
 
     def reconstruct(self, update: VictimUpdate, backbone: torch.nn.Module,
                     generator: Optional[torch.nn.Module] = None,
@@ -65,7 +96,7 @@ class InvertingGradients(InversionAttack):
                                                                 gamma=0.1)
                 for _ in range(self.iterations):
                     optimizer.zero_grad()
-                    dummy = update.dummy_delta(features_of(backbone, images, ndim), labels)
+                    dummy = dummy_delta(update, features_of(backbone, images, ndim), labels)
                     loss = cosine_distance(dummy, observed) + self.tv_weight * total_variation(images, ndim)
                     loss.backward()
                     if self.signed:
@@ -75,7 +106,7 @@ class InvertingGradients(InversionAttack):
                     with torch.no_grad():
                         images.clamp_(0.0, 1.0)
                 with torch.no_grad():
-                    distance = float(cosine_distance(update.dummy_delta(features_of(backbone, images, ndim), labels),
+                    distance = float(cosine_distance(dummy_delta(update, features_of(backbone, images, ndim), labels),
                                                      observed))
                 if best is None or distance < best[0]:
                     best = (distance, images.detach().clone())
