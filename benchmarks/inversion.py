@@ -111,17 +111,19 @@ def reference_scores(dataset: str, trials: int = 64) -> str:
     mean public image scored against each private image (PSNR dB / SSIM, mean over
     ``4 * trials`` images)."""
     import torch
-    from attacks.inversion.score import match_images
     from fedsim import config
+    from fedsim.api import ArtifactCache
+    from fedsim.models.features import cache_dir
+    from fedsim.registry import create
     from fedsim.world import build_world
-    from fedsim.privacy import generator_for
-    from fedsim.privacy_metrics import psnr, ssim
+    from fedsim.privacy_metrics import match_images, psnr, ssim
     from fedsim.topology import Schedule
 
     s = config.from_dict(base_scenario(dataset, 4, 1, 6), "<benchmark>", None)
     world = build_world(s, Schedule(s.topology.kind, s.topology.n_peers, s.seed, s.topology.args),
                         keep_images=True)
-    generator = generator_for(world, world.seed)
+    cache = ArtifactCache(cache_dir(), {"features": world.info["feature_key"], "shape": list(world.image_shape)})
+    generator = create("inversions", "gifd").prepare(world.public_images, cache, world.seed)
     g = torch.Generator().manual_seed(1)
     as_nchw = lambda x: x.reshape(x.shape[0], 1, *x.shape[-2:]).float()  # noqa: E731
     mean_image = world.public_images.float().mean(dim=0, keepdim=True)
@@ -328,7 +330,7 @@ and 0.7-2.8 points on digits; DP with noise multiplier 0.03 1.5-1.9 points; nois
 0.1 4.2 points on fashion_mnist and 16.2 on digits (digits' updates are smaller, norm about
 0.3 against the clip 1.0, so the same noise is relatively 3-4x larger). The adaptive attacker
 replays the defense's expectation over the sender's secret draws
-(`fedsim.privacy.adaptive_transform`): the clipping for dp_gaussian (which only DLG's L2
+(`PrivacyDefense.replay`): the clipping for dp_gaussian (which only DLG's L2
 objective notices; the other attacks match by cosine, which is scale-free), the identity for
 the unbiased quantiser, top-k itself for top-k. DLG's labels get better under DP on
 fashion_mnist (multiset 0.39 to 0.70-0.75): clipping to norm 1 rescales the observed and the

@@ -1,4 +1,4 @@
-"""Where the attackers sit: how many Byzantine peers, and which ones.
+"""Where the attackers sit: which peers are Byzantine (how many: ``config.adversary_count``).
 
 Pure functions over a networkx graph. Placement strategies:
 
@@ -14,45 +14,11 @@ Pure functions over a networkx graph. Placement strategies:
 """
 from __future__ import annotations
 
-import math
-from typing import Optional, Sequence
-
 import networkx as nx
 
 from fedsim import rng
 
 PLACEMENTS = ("random", "degree", "betweenness")
-
-
-def byzantine_count(n_peers: int, fraction: Optional[float] = None, count: Optional[int] = None,
-                    ids: Optional[Sequence[int]] = None) -> int:
-    """How many peers are Byzantine, from the scenario's one of ``fraction``, ``count``
-    or ``ids``; 0 when none is given.
-
-    ``fraction``: ``round(fraction * n_peers)`` rounded half up (0.25 * 10 -> 3);
-    ``count``: as given; ``ids``: the number of distinct ids. Raises ``ValueError`` when
-    more than one is given or a value is out of range.
-    """
-    if n_peers < 1:
-        raise ValueError(f"n_peers must be >= 1, not {n_peers}")
-    given = [name for name, value in (("fraction", fraction), ("count", count), ("ids", ids))
-             if value is not None]
-    if len(given) > 1:
-        raise ValueError(f"give only one of fraction, count, ids (got {', '.join(given)})")
-    if fraction is not None:
-        if not 0.0 <= fraction <= 1.0:
-            raise ValueError(f"fraction must be in [0, 1], not {fraction!r}")
-        return int(math.floor(fraction * n_peers + 0.5))
-    if count is not None:
-        if isinstance(count, bool) or not isinstance(count, int) or not 0 <= count <= n_peers:
-            raise ValueError(f"count must be an integer in 0..{n_peers}, not {count!r}")
-        return count
-    if ids is not None:
-        bad = [i for i in ids if isinstance(i, bool) or not isinstance(i, int) or not 0 <= i < n_peers]
-        if bad:
-            raise ValueError(f"ids must be peer ids in 0..{n_peers - 1} (got {bad[0]!r})")
-        return len(set(ids))
-    return 0
 
 
 def _ranked(scores: dict) -> list[int]:

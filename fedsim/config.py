@@ -565,5 +565,3 @@ def check_semantics(s: Scenario, source: str) -> None:
         _check_args(source, "privacy.defense.args", "privacy_defenses", p.defense.name, p.defense.args, facts)
     if s.backend.name == "local" and s.backend.address is not None:
         raise ScenarioError(f"{source}: backend.address: only used with backend.name: ray")
-    if s.eval_samples is not None and s.eval_samples < 1:
-        raise ScenarioError(f"{source}: eval_samples: must be >= 1")

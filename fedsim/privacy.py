@@ -16,8 +16,6 @@ for every victim, the relative error of that estimate,
 """
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 from pathlib import Path
 
@@ -25,7 +23,10 @@ import numpy as np
 import torch
 
 from fedsim import rng
+from fedsim.api import ArtifactCache, VictimUpdate
 from fedsim.engine.peer_group import batch_positions
+from fedsim.models.features import cache_dir
+from fedsim.privacy_metrics import score_reconstruction
 from fedsim.world import World
 from fedsim.registry import create
 
@@ -40,59 +41,6 @@ def choose_victims(world: World, graph, curious: int, round_: int, count: int) -
         return []
     order = np.argsort(rng.uniform(world.seed, [curious], round_, "victims", len(candidates))[0], kind="stable")
     return [int(v) for v in candidates[order[:count]]]
-
-
-def generator_for(world: World, attack_seed: int):
-    """The image generator trained on the public split (cached like the features)."""
-    from attacks.inversion.generator import train_generator
-    from fedsim.models.features import cache_dir
-    key_text = json.dumps({"features": world.info["feature_key"], "shape": list(world.image_shape),
-                           "seed": attack_seed, "format": 1}, sort_keys=True)
-    key = hashlib.sha256(key_text.encode()).hexdigest()
-    path = cache_dir() / "generators" / f"{key}.pt"
-    if path.exists():
-        try:
-            return torch.load(path, weights_only=False)
-        except Exception:  # a broken cache file is rebuilt
-            pass
-    generator = train_generator(world.public_images, seed=attack_seed)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(generator, tmp)
-    tmp.replace(path)
-    return generator
-
-
-def adaptive_transform(defense, seed: int, victim: int, round_: int):
-    """What the adaptive attacker (``privacy.adaptive``) applies to its dummy update: the
-    sender's defense as far as the attacker can know it, as a *deterministic* function.
-
-    The sender's random draws (the DP noise, the stochastic-rounding uniforms) are
-    secret and independent of the attacker's. Replaying the defense with a fresh draw
-    at every evaluation of the matching loss (what this module did before) makes the
-    loss itself random: for ``dp_gaussian`` the dummy's own noise is larger than its
-    signal (noise norm ``noise_multiplier * clip * sqrt(numel)``), so the "adaptive"
-    attacker did worse than the oblivious one, and DLG's L-BFGS line search stopped at
-    once on the inconsistent values. So the attacker replays the transform's
-    expectation over the sender's randomness (for a given ``delta``):
-
-    - ``dp_gaussian``: ``E[clip(delta) + N(0, s^2)] = clip(delta)`` (the noise is zero-mean);
-    - ``quantize``: QSGD's rounding is unbiased, ``E[Q(delta)] = delta``: the identity;
-    - ``topk`` (deterministic): the transform itself.
-
-    Dispatch is by registered name (fedsim does not import ``defenses``). A defense not
-    listed here is replayed with one fixed draw (a generator reseeded
-    from ``(seed, victim, round, "adaptive")`` at every call), so the loss stays a
-    deterministic function of the dummy.
-    """
-    name = getattr(defense, "name", None)
-    if name == "dp_gaussian":   # the clipping of defenses.privacy.transforms.clip_by_norm, without the noise
-        return lambda delta: delta * (defense.clip / torch.linalg.vector_norm(delta).clamp(min=defense.clip))
-    if name == "quantize":
-        return None
-    if name == "topk":
-        return lambda delta: defense.apply(delta)
-    return lambda delta: defense.apply(delta, rng.generator(seed, victim, round_, "adaptive"))
 
 
 class PrivacyRecorder:
@@ -137,17 +85,19 @@ class PrivacyRecorder:
 
     # ------------------------------------------------------------------ scoring
     def finish(self, run_dir) -> dict:
-        from attacks.inversion.base import VictimUpdate
-        from attacks.inversion.score import score_reconstruction
         w, p = self.world, self.config
         t = w.scenario.training
         attack = create("inversions", p.attack.name, **p.attack.args)
-        generator = generator_for(w, w.seed) if getattr(attack, "needs_generator", False) else None
+        # What the attack learns from the public split (the generative attacks' image
+        # generator), cached under the key of the public split's features.
+        cache = ArtifactCache(cache_dir(), {"features": w.info["feature_key"], "shape": list(w.image_shape)})
+        generator = attack.prepare(w.public_images, cache, w.seed)
         per_victim, kept = [], []
         for k, rec in enumerate(self.records):
             transform = None
             if p.adaptive and self.defense is not None:
-                transform = adaptive_transform(self.defense, w.seed, rec["victim"], rec["round"])
+                # The sender's defense as the adaptive attacker replays it (PrivacyDefense.replay).
+                transform = self.defense.replay(rng.generator(w.seed, rec["victim"], rec["round"], "adaptive"))
             update = VictimUpdate(start_head=rec["start_estimate"], end_head=rec["end_head"],
                                   local_steps=t.local_steps, batch_size=t.batch_size, lr=t.lr,
                                   optimizer=t.optimizer, loss=w.scenario.model.head, n_classes=w.n_classes,
@@ -169,13 +119,13 @@ class PrivacyRecorder:
                 kept.append({"true": true_images.reshape(-1, *w.image_shape)[:64].clone(),
                              "rebuilt": reconstruction.images.detach().reshape(-1, *w.image_shape)[:64].clone(),
                              "pairs": scores["pairs"][:8], "victim": rec["victim"], "round": rec["round"]})
-        torch.save(kept, Path(run_dir.path if hasattr(run_dir, "path") else run_dir) / "privacy.pt")
+        torch.save(kept, Path(run_dir.path) / "privacy.pt")
         mean = lambda key: float(np.mean([v[key] for v in per_victim])) if per_victim else float("nan")  # noqa: E731
         summary = {
             "attack": p.attack.name, "attack_args": dict(p.attack.args), "curious_ids": w.curious_ids,
             "n_victims": len(per_victim), "rounds": sorted(self.rounds), "adaptive": p.adaptive,
             "defense": p.defense.name,
-            "defense_params": self.defense.describe() if hasattr(self.defense, "describe") else dict(p.defense.args),
+            "defense_params": self.defense.describe() if self.defense is not None else dict(p.defense.args),
             "start_head": "common initial head in round 1; later rounds: the curious peer's own head",
             "psnr_mean": mean("psnr_mean"), "ssim_mean": mean("ssim_mean"),
             "label_accuracy": mean("label_accuracy"), "feature_cosine_mean": mean("feature_cosine_mean"),

@@ -167,28 +167,26 @@ def build_world(s: Scenario, schedule: Schedule, keep_images: bool = False, sour
     train_labels_groups = [labels_all[torch.as_tensor(g)].numpy() for g in train_groups]
     if s.adversary is not None:
         attack = create("attacks", s.adversary.attack.name, **s.adversary.attack.args)
-        if getattr(attack, "poisons_data", False):
+        if attack.poisons_data:
             extra_feats = []
             next_row = features.shape[0]
             for b in byzantine:
                 g = rng.generator(s.seed, b, 0, "poison")
                 rows = torch.as_tensor(train_groups[b])
                 images = dataset.train_images[rows]
-                new_images, new_labels = attack.poison(images, labels_all[rows].clone(), dataset.n_classes, g)
-                if new_images is images:
-                    train_labels_groups[b] = new_labels.numpy()
-                else:
-                    extra_feats.append(compute_features(fs.backbone, new_images))
-                    count = new_images.shape[0]
+                poisoned = attack.poison(images, labels_all[rows].clone(), dataset.n_classes, g)
+                if poisoned.images is not None:
+                    extra_feats.append(compute_features(fs.backbone, poisoned.images))
+                    count = poisoned.images.shape[0]
                     train_groups[b] = np.arange(next_row, next_row + count, dtype=np.int64)
-                    train_labels_groups[b] = new_labels.numpy()
                     next_row += count
+                train_labels_groups[b] = poisoned.labels.numpy()
             if extra_feats:
                 features = torch.cat([features] + extra_feats)
-        if hasattr(attack, "trigger") and hasattr(attack, "target"):
-            keep = dataset.test_labels != attack.target
-            backdoor_features = compute_features(fs.backbone, attack.trigger(dataset.test_images[keep]))
-            backdoor_target = int(attack.target)
+        evaluation = attack.evaluation_set(dataset.test_images, dataset.test_labels)
+        if evaluation is not None:
+            backdoor_features = compute_features(fs.backbone, evaluation.images)
+            backdoor_target = int(evaluation.target)
 
     train_rows, train_offsets = _flat(train_groups)
     train_labels_flat = torch.as_tensor(np.concatenate(train_labels_groups).astype(np.int64)) \

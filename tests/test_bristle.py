@@ -9,7 +9,7 @@ from defenses import get_defense
 from defenses.aggregation.bristle import (certainty, class_scores, distance_thirds, draw_counts,
                               f1_per_class, familiar_weights, foreign_weights, integrate,
                               local_test_subset, prioritize, select_classes)
-from fedsim.engine.messages import PeerContext
+from fedsim.api import PeerContext
 
 NAN, INF = float("nan"), float("inf")
 

@@ -5,7 +5,7 @@ import torch
 
 from defenses import get_defense
 from defenses.base import Defense
-from fedsim.engine.messages import PeerContext
+from fedsim.api import PeerContext
 from fedsim.registry import names
 
 C, D = 3, 4                      # heads [3, 5]

@@ -8,7 +8,7 @@ import torch
 from defenses import get_defense
 from defenses.aggregation.balance import balance_threshold
 from defenses.aggregation.foolsgold import HISTORY_KEY, foolsgold_weights
-from fedsim.engine.messages import PeerContext
+from fedsim.api import PeerContext
 
 NAN, INF = float("nan"), float("inf")
 

@@ -10,13 +10,14 @@ from scipy.optimize import minimize
 from torch import nn
 
 import attacks  # noqa: F401  (registers the inversions)
-from attacks.inversion.analytic import recover_features, recover_features_per_class
-from attacks.inversion.base import VictimUpdate, replay_local_training
+from attacks.inversion.analytic import recover_features
+from attacks.inversion.base import dummy_delta, replay_local_training
 from attacks.inversion.generator import Generator, train_generator
 from attacks.inversion.gifd import project_l1_ball
 from attacks.inversion.labels import infer_labels, labels_per_step
 from attacks.inversion.matching import cosine_distance, total_variation
-from attacks.inversion.score import label_multiset_accuracy, match_images
+from fedsim.api import Reconstruction, VictimUpdate
+from fedsim.privacy_metrics import label_multiset_accuracy, match_images, score_reconstruction
 from fedsim.models.backbones import build_backbone
 from fedsim.registry import create, names
 
@@ -71,10 +72,6 @@ def test_analytic_recovers_one_samples_features(steps, loss):
     end = reference_training(start, features, labels, lr=0.3, loss=loss)
     recovered = recover_features(start, end)
     assert (recovered - x).norm() / x.norm() < 1e-5
-    # Each row dW_c / db_c gives the same x when the update is rank one.
-    rows, valid = recover_features_per_class(start, end)
-    assert valid.all()
-    assert torch.allclose(rows, x.expand(6, 16), rtol=1e-5, atol=1e-8)
 
 
 def test_analytic_with_weight_decay_and_float32():
@@ -254,8 +251,11 @@ def test_generator_blocks_compose_to_the_forward(shape):
     z = torch.randn(3, 5)
     out = gen(z)
     assert out.shape == (3, *shape) and out.min() >= 0 and out.max() <= 1
+    h = z
     for k in range(len(gen.blocks) + 1):
-        assert torch.allclose(gen.forward_from(gen.block_input(z, k), k), out)
+        assert torch.allclose(gen.forward_from(h, k), out)
+        if k < len(gen.blocks):
+            h = gen.blocks[k](h)
 
 
 def test_generator_rejects_unsupported_shapes():
@@ -295,10 +295,6 @@ def test_label_multiset_accuracy_by_hand():
 
 
 def test_score_reconstruction_of_the_truth_is_perfect():
-    metrics = pytest.importorskip("fedsim.privacy_metrics")  # written by another helper
-    del metrics
-    from attacks.inversion.base import Reconstruction
-    from attacks.inversion.score import score_reconstruction
     g = torch.Generator().manual_seed(10)
     images, labels, feats = torch.rand(2, 3, 1, 8, 8, generator=g), torch.tensor([[1, 2, 3], [4, 5, 6]]), \
         torch.rand(2, 3, 5, generator=g)
@@ -337,10 +333,32 @@ def test_inverting_gradients_lowers_the_matching_loss_and_keeps_images_boxed():
     def distance(images):
         with torch.no_grad():
             feats = backbone(images.reshape(-1, 1, 8, 8)).reshape(1, 2, -1)
-        return float(cosine_distance(update.dummy_delta(feats, result.labels), update.observed_delta))
+        return float(cosine_distance(dummy_delta(update, feats, result.labels), update.observed_delta))
 
     assert distance(result.images) < 0.5 * distance(start)
     assert all(p.requires_grad for p in backbone.parameters())   # restored after the attack
+
+
+@pytest.mark.parametrize("name", ["gan_latent", "gifd"])
+def test_generative_attacks_prepare_their_generator_from_the_cache(name, tmp_path):
+    from attacks.inversion.generator import CACHE_FORMAT, save_generator
+    from fedsim.api import ArtifactCache
+    public = torch.rand(6, 1, 8, 8, generator=torch.Generator().manual_seed(0))
+    cache = ArtifactCache(tmp_path, {"features": "abc", "shape": [1, 8, 8]})
+    torch.manual_seed(0)
+    stored = Generator((1, 8, 8), latent_dim=4, width=4).eval()
+    save_generator(stored, cache.path("generators", seed=3, format=CACHE_FORMAT))
+    prepared = create("inversions", name).prepare(public, cache, 3)   # found: loaded, not trained
+    assert prepared.latent_dim == 4
+    for key, value in stored.state_dict().items():
+        assert torch.equal(prepared.state_dict()[key], value)
+    assert cache.path("generators", seed=4, format=CACHE_FORMAT) != cache.path("generators", seed=3,
+                                                                                 format=CACHE_FORMAT)
+
+
+@pytest.mark.parametrize("name", ["dlg", "inverting_gradients"])
+def test_attacks_without_a_prior_prepare_nothing(name):
+    assert create("inversions", name).prepare(torch.rand(6, 1, 8, 8), None, 0) is None
 
 
 @pytest.mark.parametrize("name", ["gan_latent", "gifd"])
@@ -348,7 +366,6 @@ def test_generative_attacks_need_a_generator_and_return_its_images(name):
     update, backbone, _ = conv_update(steps=2, batch=2)
     attack = create("inversions", name, **({"iterations": 20} if name == "gan_latent" else
                                             {"latent_iterations": 20, "stage_iterations": 5}))
-    assert attack.needs_generator
     with pytest.raises(ValueError, match="generator"):
         attack.reconstruct(update, backbone)
     torch.manual_seed(0)
@@ -371,21 +388,11 @@ def test_gifd_stages_never_do_worse_than_the_latent_search():
     gifd = create("inversions", "gifd", latent_iterations=30, stage_iterations=20, radius_fraction=0.5, **common)
 
     def distance(result):
-        return float(cosine_distance(update.dummy_delta(result.features, result.labels), update.observed_delta))
+        return float(cosine_distance(dummy_delta(update, result.features, result.labels), update.observed_delta))
 
     d_latent = distance(latent.reconstruct(update, backbone, generator, torch.Generator().manual_seed(0)))
     d_gifd = distance(gifd.reconstruct(update, backbone, generator, torch.Generator().manual_seed(0)))
     assert d_gifd <= d_latent + 1e-6
-
-
-@pytest.mark.parametrize("name,args", [
-    ("dlg", {"iterations": 0}), ("dlg", {"lr": -1}), ("inverting_gradients", {"restarts": 0}),
-    ("inverting_gradients", {"tv_weight": -1.0}), ("inverting_gradients", {"signed": "yes"}),
-    ("gan_latent", {"latent_weight": -1}), ("gifd", {"radius_fraction": -0.1}), ("gifd", {"radii": [-1.0]}),
-])
-def test_attacks_validate_their_arguments(name, args):
-    with pytest.raises(ValueError):
-        create("inversions", name, **args)
 
 
 def test_victim_update_validates():
@@ -401,9 +408,6 @@ def test_victim_update_validates():
 
 @pytest.mark.parametrize("image_shape", [(1, 8, 8), (8, 8), (64,)])
 def test_score_reconstruction_by_hand(image_shape):
-    pytest.importorskip("fedsim.privacy_metrics")
-    from attacks.inversion.base import Reconstruction
-    from attacks.inversion.score import score_reconstruction
     # Four flat images at 0.2, 0.4, 0.6, 0.8; the reconstruction adds 0.1 to each (MSE 0.01 ->
     # PSNR 10 log10(1 / 0.01) = 20 dB), in reversed order, with one label wrong (3 of 4).
     levels = torch.tensor([0.2, 0.4, 0.6, 0.8])

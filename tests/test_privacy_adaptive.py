@@ -1,9 +1,15 @@
-"""The adaptive attacker's replay of the sender's privacy defense (fedsim.privacy.adaptive_transform):
+"""The adaptive attacker's replay of the sender's privacy defense (PrivacyDefense.replay):
 a deterministic function of the dummy update, the expectation over the sender's secret draws."""
 import torch
 
-from defenses.privacy.transforms import DPGaussian, PrivacyDefense, StochasticQuantization, TopK
-from fedsim.privacy import adaptive_transform
+from defenses.privacy.transforms import DPGaussian, NoPrivacy, StochasticQuantization, TopK
+from fedsim import rng
+from fedsim.api import PrivacyDefense
+
+
+def adaptive_transform(defense, seed, victim, round_):
+    """As fedsim.privacy.PrivacyRecorder.finish calls it."""
+    return defense.replay(rng.generator(seed, victim, round_, "adaptive"))
 
 
 def test_dp_gaussian_is_replayed_as_its_clipping_without_noise():
@@ -21,6 +27,7 @@ def test_dp_gaussian_is_replayed_as_its_clipping_without_noise():
 
 def test_quantization_is_unbiased_so_the_replay_is_the_identity():
     assert adaptive_transform(StochasticQuantization(bits=2), 0, 3, 1) is None
+    assert adaptive_transform(NoPrivacy(), 0, 3, 1) is None
 
 
 def test_topk_is_replayed_as_it_is():
@@ -30,7 +37,7 @@ def test_topk_is_replayed_as_it_is():
 
 
 class _NoisyIdentity(PrivacyDefense):
-    """A defense fedsim has no special case for: delta plus a unit normal draw."""
+    """A defense without its own replay: delta plus a unit normal draw."""
 
     name = "noisy_identity_for_test"
 
@@ -47,3 +54,6 @@ def test_an_unknown_defense_is_replayed_with_one_fixed_draw():
     assert first.abs().sum() > 0                            # ... and it is a draw, not nothing
     other_victim = adaptive_transform(defense, 0, 4, 1)(delta)
     assert not torch.equal(first, other_victim)             # keyed by the victim
+    # The draw is the one apply makes with the generator replay was given, at every call.
+    expected = defense.apply(delta, rng.generator(0, 3, 1, "adaptive"))
+    assert torch.equal(first, expected)

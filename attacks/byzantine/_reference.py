@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import torch
 
-from fedsim.engine.messages import AttackerView
+from fedsim.api import AttackerView
 
 
 def honest_heads(view: AttackerView, sender: int) -> torch.Tensor:

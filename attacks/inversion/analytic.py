@@ -46,21 +46,3 @@ def recover_features(start_head: torch.Tensor, end_head: torch.Tensor, lr: float
     if denominator <= 0:
         raise ValueError("the bias did not change: the features cannot be recovered analytically")
     return (d_bias @ d_weights / denominator).to(start_head.dtype)
-
-
-def recover_features_per_class(start_head: torch.Tensor, end_head: torch.Tensor, lr: float = 1.0,
-                               weight_decay: float = 0.0, local_steps: int = 1,
-                               min_bias: float = 1e-12) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(features [C, D], valid [C])``: ``dW_c / db_c`` row by row.
-
-    For a batch, row ``c`` mixes every sample's features weighted by ``dz_ic``; when class
-    ``c`` appears once in the batch its own sample dominates the mix (``|dz| = 1 - p`` vs
-    ``p`` for the others), so the row is an estimate of that sample's features (used to
-    start the optimisation attacks). ``valid`` marks rows with ``|db_c| > min_bias``.
-    """
-    delta = _rank_one_update(start_head, end_head, lr, weight_decay, local_steps)
-    d_weights, d_bias = delta[:, :-1], delta[:, -1]
-    valid = d_bias.abs() > min_bias
-    safe = torch.where(valid, d_bias, torch.ones_like(d_bias))
-    features = torch.where(valid.unsqueeze(1), d_weights / safe.unsqueeze(1), torch.zeros_like(d_weights))
-    return features.to(start_head.dtype), valid

@@ -18,6 +18,7 @@ batch 64, learning rate 1e-3 (DCGAN's 2e-4 needs more steps than the budget here
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import Optional
 
 import torch
@@ -25,6 +26,8 @@ from torch import nn
 import torch.nn.functional as F
 
 from attacks.inversion.base import check_positive, check_positive_int
+from fedsim.api import ArtifactCache
+from fedsim.models.features import content_digest
 
 
 def _chw(image_shape: tuple) -> tuple[int, int, int]:
@@ -49,14 +52,14 @@ class _Reshape(nn.Module):
 class Generator(nn.Module):
     """``forward(z [N, latent_dim]) -> images [N, *image_shape]`` in [0, 1], split into
     ``blocks``; ``forward_from(h, k)`` runs blocks ``k..`` on ``h`` (the input of block
-    ``k``), ``block_input(z, k)`` computes it."""
+    ``k``)."""
 
     def __init__(self, image_shape: tuple, latent_dim: int = 32, width: int = 32):
         super().__init__()
         channels, height, width_px = _chw(image_shape)
         self.image_shape = tuple(int(s) for s in image_shape)
         self.latent_dim = check_positive_int("latent_dim", latent_dim)
-        w = check_positive_int("width", width)
+        w = self.width = check_positive_int("width", width)
         base = (height // 4, width_px // 4)
         self.blocks = nn.ModuleList([
             nn.Sequential(nn.Linear(self.latent_dim, 2 * w * base[0] * base[1]), _Reshape((2 * w, *base)),
@@ -64,12 +67,6 @@ class Generator(nn.Module):
             nn.Sequential(nn.ConvTranspose2d(2 * w, w, 4, 2, 1), nn.BatchNorm2d(w), nn.ReLU()),
             nn.Sequential(nn.ConvTranspose2d(w, channels, 4, 2, 1), nn.Sigmoid(), _Reshape(self.image_shape)),
         ])
-
-    def block_input(self, z: torch.Tensor, k: int) -> torch.Tensor:
-        h = z
-        for block in self.blocks[:k]:
-            h = block(h)
-        return h
 
     def forward_from(self, h: torch.Tensor, k: int) -> torch.Tensor:
         for block in self.blocks[k:]:
@@ -138,3 +135,63 @@ def train_generator(images: torch.Tensor, latent_dim: int = 32, epochs: Optional
     for p in generator.parameters():
         p.requires_grad_(False)
     return generator
+
+
+# Bumped when the stored form of a generator changes: older cache entries are then ignored.
+CACHE_FORMAT = 2  # 2: a state dict, constructor arguments and a content digest (1: a pickled module)
+
+
+def prepared_generator(public_images: torch.Tensor, cache: Optional[ArtifactCache], seed: int) -> Generator:
+    """The generator the generative attacks search with: trained on the public split's
+    ``public_images`` (:func:`train_generator` with ``seed``), or loaded from ``cache``
+    where an earlier run with the same data and seed stored it."""
+    if cache is None:
+        return train_generator(public_images, seed=seed)
+    path = cache.path("generators", seed=int(seed), format=CACHE_FORMAT)
+    generator = load_generator(path)
+    if generator is None:
+        generator = train_generator(public_images, seed=seed)
+        save_generator(generator, path)
+    return generator
+
+
+def load_generator(path: Path) -> Optional[Generator]:
+    """The generator stored at ``path``; ``None`` when there is none or it cannot be
+    trusted: read with ``weights_only=True`` (plain tensors and containers, never code),
+    its constructor arguments checked, its content digest recomputed and compared, its
+    weights loaded strictly. A cache entry that fails any of these is rebuilt."""
+    if not path.is_file():
+        return None
+    try:
+        stored = torch.load(path, map_location="cpu", weights_only=True)
+        if not (isinstance(stored, dict) and stored.get("format") == CACHE_FORMAT
+                and isinstance(stored.get("state"), dict) and isinstance(stored.get("args"), dict)):
+            return None
+        args = stored["args"]
+        if set(args) != {"image_shape", "latent_dim", "width"} or \
+                not all(isinstance(v, int) and not isinstance(v, bool) for v in (*args["image_shape"],
+                                                                                 args["latent_dim"], args["width"])):
+            return None
+        if stored.get("digest") != content_digest(stored["state"]):
+            return None
+        generator = Generator(tuple(args["image_shape"]), args["latent_dim"], args["width"])
+        generator.load_state_dict(stored["state"], strict=True)
+    except Exception:  # unreadable, truncated, tampered or from another layout: rebuild it
+        return None
+    generator.eval()
+    for p in generator.parameters():
+        p.requires_grad_(False)
+    return generator
+
+
+def save_generator(generator: Generator, path: Path) -> None:
+    """Store ``generator`` at ``path`` as its state dict, its constructor arguments and
+    the state's content digest (written to a temporary file, then renamed)."""
+    state = {k: v.detach().clone() for k, v in generator.state_dict().items()}
+    stored = {"format": CACHE_FORMAT, "state": state, "digest": content_digest(state),
+              "args": {"image_shape": list(generator.image_shape), "latent_dim": generator.latent_dim,
+                       "width": generator.width}}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(stored, tmp)
+    tmp.replace(path)
