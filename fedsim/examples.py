@@ -23,9 +23,9 @@ from __future__ import annotations
 
 import torch
 
-from fedsim.api import AttackerView, PeerContext
+from fedsim.api import AttackerView, PeerContext, VictimUpdate
 
-__all__ = ["example_heads", "example_data", "example_context", "example_view", "rounded"]
+__all__ = ["example_heads", "example_data", "example_context", "example_view", "example_update", "rounded"]
 
 
 def example_heads() -> tuple[torch.Tensor, torch.Tensor]:
@@ -80,3 +80,16 @@ def example_view() -> AttackerView:
                         observed_ids=[0, 1, 2, 3, 4], own_heads=received[:2].clone(),
                         rng=torch.Generator().manual_seed(0), n_peers=7, n_classes=2,
                         previous_heads=torch.zeros(2, 2, 3), honest_claimed_classes={5: 2, 6: 2})
+
+
+def example_update() -> VictimUpdate:
+    """What a curious neighbour observes of one SGD step (``lr = 1``, softmax loss) that
+    its victim took from a zero head on one private sample, ``[0.9, 0.1]`` of class 0
+    (the third sample of :func:`example_data`). The "backbone" is the identity, so an
+    image is its feature vector (``image_shape = (2,)``)."""
+    features, labels = example_data()
+    start = torch.zeros(2, 3)
+    x1 = torch.cat([features[2], torch.ones(1)])          # [x, 1]: weights and bias
+    gradient = torch.outer(torch.softmax(start @ x1, 0) - torch.eye(2)[labels[2]], x1)
+    return VictimUpdate(start_head=start, end_head=start - gradient, local_steps=1, batch_size=1, lr=1.0,
+                        optimizer="sgd", loss="linear", n_classes=2, image_shape=(2,))

@@ -82,9 +82,9 @@ def evade_head(receiver_head: torch.Tensor, familiar: torch.Tensor, foreign_mode
 
 @register("attacks", "bristle_evasion")
 class BristleEvasion(Attack):
-    """An adaptive attack on Bristle (Verbraeken, de Vos, Pouwelse 2021, "Bristle:
-    decentralized federated learning in Byzantine, non-i.i.d. environments"); this
-    project's own design, not from a paper.
+    """Bristle evasion: copy the receiver's familiar rows exactly, poison its foreign rows.
+    An adaptive attack on Bristle (Verbraeken, de Vos, Pouwelse 2021, arXiv:2110.11006);
+    this project's own design, not from a paper.
 
     Bristle (as a receiver ``r``) (a) keeps only the received heads nearest to its own
     (the prioritizer's near third), (b) scores each sender per familiar class by the F1
@@ -100,28 +100,49 @@ class BristleEvasion(Attack):
     2. keeps ``r``'s familiar rows exactly, so the familiar scores equal ``r``'s own
        (with ``foreign_mode="permute"`` the familiar predictions, hence F1, are
        provably unchanged, see :func:`evade_head`);
-    3. poisons the foreign rows: ``permute`` (default) rotates whole foreign rows
-       among foreign classes so every foreign class inherits another one's detector;
-       ``negate`` flips foreign weights (times ``scale``).
+    3. poisons the foreign rows: ``permute`` rotates whole foreign rows among foreign
+       classes so every foreign class inherits another one's detector; ``negate`` flips
+       foreign weights (times ``scale``).
 
-    ``r``'s familiar classes are estimated from its head (see
-    :func:`estimate_familiar`): the rows that moved most from the sender's own head
-    at the start of the round, as many as ``familiar_count``, or by default as many
-    classes as the sender itself holds (``view.honest_claimed_classes``; peers of
-    one federation usually hold similar numbers), else those above the mean move;
-    where the view has no previous heads, by the bias rule. (The bias rule alone
-    fails from a pre-trained head: in ``scenarios/byzantine_grid.yaml`` it marked 7
-    of 10 classes familiar, only 2.8 of a receiver's 4 among them, so the attack
-    rotated rows the receiver holds and Bristle's F1 check caught it.)
+    Parameters
+    ----------
+    foreign_mode : {"permute", "negate"}, default "permute"
+        How the foreign rows are poisoned (with one foreign class, ``negate``).
+    scale : float > 0, default 1.0
+        Factor of the negated foreign weights.
+    familiar_count : int >= 1, default None
+        How many classes the receiver is taken to hold; ``None``: as many as the sender
+        holds (``view.honest_claimed_classes``), else those above the mean move.
+    claim_classes : int >= 1, default None
+        How many classes every Byzantine peer claims to hold (Bristle's phi), e.g. a
+        large count to weigh more; ``None`` claims the truth.
+    noise_std : float >= 0, default 0.0
+        Gaussian noise added to the foreign rows, so messages to different receivers
+        are never exact copies.
 
-    With ``claim_classes`` set, every Byzantine peer claims to hold that many classes
-    (Bristle's phi), e.g. a large count to weigh more;
-    ``None`` claims the truth. Receivers whose head was not observed get the sender's
-    own honestly trained head. ``noise_std`` adds Gaussian noise to the foreign rows so
-    messages to different receivers are never exact copies.
+    Notes
+    -----
+    ``r``'s familiar classes are estimated from its head (see :func:`estimate_familiar`):
+    the rows that moved most from the sender's own head at the start of the round;
+    where the view has no previous heads, by the bias rule. (The bias rule alone fails
+    from a pre-trained head: in ``scenarios/byzantine_grid.yaml`` it marked 7 of 10
+    classes familiar, only 2.8 of a receiver's 4 among them, so the attack rotated rows
+    the receiver holds and Bristle's F1 check caught it.) Receivers whose head was not
+    observed get the sender's own honestly trained head.
 
-    Defaults: ``foreign_mode="permute"``, ``scale=1.0``, ``familiar_count=None``,
-    ``claim_classes=None``, ``noise_std=0.0``.
+    References
+    ----------
+    .. [1] J. Verbraeken, M. de Vos, J. Pouwelse, "Bristle: decentralized federated
+       learning in Byzantine, non-i.i.d. environments", arXiv:2110.11006, 2021 (the
+       defense attacked).
+
+    Examples
+    --------
+    >>> from fedsim.examples import example_view, rounded
+    >>> view = example_view()  # peers 5 and 6 attack peer 0; they observe the 5 honest heads
+    >>> BristleEvasion(familiar_count=1).craft(view)[(5, 0)]  # class 1 foreign: negated
+    tensor([[ 1.,  0.,  0.],
+            [-0., -1.,  0.]])
     """
 
     name = "bristle_evasion"

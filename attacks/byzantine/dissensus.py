@@ -4,7 +4,8 @@ from __future__ import annotations
 import torch
 
 from attacks.base import Attack
-from fedsim.params import Interval
+from attacks.byzantine._neighbourhood import byzantine_senders_of, honest_neighbours, rows_of
+from fedsim.params import Interval, Options
 from fedsim.registry import register
 
 
@@ -21,11 +22,14 @@ def dissensus_head(receiver_head: torch.Tensor, honest_neighbour_heads: torch.Te
     return receiver_head - epsilon * pull / n_byzantine_neighbours
 
 
+PULLS = ("neighbours", "observed")
+
+
 @register("attacks", "dissensus")
 class Dissensus(Attack):
-    """Dissensus attack of He, Karimireddy, Jaggi (2022), "Byzantine-robust
-    decentralized learning via ClippedGossip" (first titled "... via self-centered
-    clipping").
+    """Dissensus: cancel (``epsilon = 1``) or reverse the gossip pull towards consensus.
+    He, Karimireddy, Jaggi 2022, "Byzantine-robust decentralized learning via
+    ClippedGossip", arXiv:2202.01545 (first titled "... via self-centered clipping").
 
     Gossip averaging moves honest peer ``i`` by ``sum_j w_ij (x_j - x_i)`` over its
     neighbours. Each Byzantine neighbour ``b`` of ``i`` sends
@@ -34,49 +38,69 @@ class Dissensus(Attack):
 
     so that the Byzantine terms cancel ``epsilon`` times the honest pull towards
     consensus: ``epsilon = 1`` freezes ``i`` where it is, ``epsilon > 1`` pushes it away
-    from its neighbours (as in the authors' reference implementation). Weights are
-    uniform (this simulator's gossip average, ``defenses.aggregation.mean``, weighs every neighbour
-    the same), so they cancel. ``x_i`` is the receiver's own head this round
-    (``view.observed_by(i)``). Honest neighbours come from the graph when the attack
-    knows the topology (those whose heads it observed); without the graph it takes every
-    observed honest peer other than ``i`` as a stand-in. The number of Byzantine
-    neighbours ``b_i`` is the number of Byzantine senders that send to ``i`` this round.
-    A receiver whose head was not observed gets the sender's own head.
+    from its neighbours (as in the authors' reference implementation). ``x_i`` is the
+    receiver's own head this round (``view.observed_by(i)``); ``b_i`` is the number of
+    Byzantine senders that send to ``i`` this round.
 
-    Default ``epsilon = 1.0`` (the reference code takes epsilon from the experiment's
-    attack name and has no default; 1 is the value at which consensus stops).
+    Parameters
+    ----------
+    epsilon : float > 0, default 1.5
+        The value of every dissensus run in the authors' ``run.sh``
+        (``"dissensus1.5"``); 1 is the value at which consensus stops.
+    pull : {"neighbours", "observed"}, default "neighbours"
+        Which honest peers make up the pull (see Notes).
+
+    Notes
+    -----
+    Weights are uniform (this simulator's gossip average, ``defenses.aggregation.mean``,
+    weighs every neighbour the same), so they cancel. ``pull="neighbours"`` sums over the
+    receiver's neighbours as the reference does
+    (``DissensusWorker._attack_decentralized_aggregator`` iterates over
+    ``self.target.running["neighbor_workers"]``): from the graph when the attack knows
+    the topology, otherwise over the sending peer's own honest neighbours other than
+    ``i``, a stand-in of the right size (see ``attacks.byzantine._neighbourhood``).
+    ``"observed"`` (the behaviour before) sums over every observed honest peer other
+    than ``i``, which on a sparse graph is many more peers than ``i``'s neighbours and
+    overstates the pull. A receiver whose head was not observed gets the sender's own
+    head.
+
+    References
+    ----------
+    .. [1] L. He, S. P. Karimireddy, M. Jaggi, "Byzantine-robust decentralized learning
+       via ClippedGossip", arXiv:2202.01545, 2022.
+
+    Examples
+    --------
+    >>> from fedsim.examples import example_view, rounded
+    >>> view = example_view()  # peers 5 and 6 attack peer 0; they observe the 5 honest heads
+    >>> sent = Dissensus(epsilon=1.0, pull="observed").craft(view)
+    >>> sent[(5, 0)]  # peer 0's honest neighbours average to its own head: no pull
+    tensor([[1., 0., 0.],
+            [0., 1., 0.]])
     """
 
     name = "dissensus"
-    parameters = {"epsilon": Interval(float, 0, None, closed="neither")}
+    parameters = {"epsilon": Interval(float, 0, None, closed="neither"), "pull": Options(*PULLS)}
 
-    def __init__(self, epsilon: float = 1.0):
+    def __init__(self, epsilon: float = 1.5, pull: str = "neighbours"):
         self.epsilon = float(epsilon)
+        self.pull = pull
 
-    def honest_neighbours(self, view, receiver: int) -> list:
-        observed = [int(i) for i in view.observed_ids]
+    def honest_neighbours(self, view, receiver: int, sender: int) -> list:
+        if self.pull == "neighbours":
+            return honest_neighbours(view, receiver, sender)
         byzantine = set(int(b) for b in view.byzantine_ids)
-        if view.graph is not None:
-            neighbours = set(int(j) for j in view.graph.neighbors(receiver)) - byzantine
-            return [j for j in observed if j in neighbours]
-        return [j for j in observed if j != receiver and j not in byzantine]
+        return [int(j) for j in view.observed_ids if int(j) != receiver and int(j) not in byzantine]
 
     def craft(self, view):
-        byzantine_senders_of: dict = {}
-        for s in view.byzantine_ids:
-            for r in view.receivers.get(s, []):
-                byzantine_senders_of[r] = byzantine_senders_of.get(r, 0) + 1
-        crafted_for: dict = {}
+        senders_of = byzantine_senders_of(view)
         out = {}
         for s in view.byzantine_ids:
             for r in view.receivers.get(s, []):
-                if r not in crafted_for:
-                    own = view.observed_by(r)
-                    if own is None:
-                        crafted_for[r] = None
-                    else:
-                        rows = [view.observed_ids.index(j) for j in self.honest_neighbours(view, r)]
-                        crafted_for[r] = dissensus_head(own, view.observed[rows], byzantine_senders_of[r],
-                                                        self.epsilon)
-                out[(s, r)] = crafted_for[r] if crafted_for[r] is not None else view.own_head(s)
+                own = view.observed_by(r)
+                if own is None:
+                    out[(s, r)] = view.own_head(s)
+                    continue
+                neighbours = rows_of(view, self.honest_neighbours(view, r, s))
+                out[(s, r)] = dissensus_head(own, neighbours, senders_of[r], self.epsilon)
         return out

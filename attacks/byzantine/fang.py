@@ -96,19 +96,43 @@ def fang_trimmed_mean_heads(benign: torch.Tensor, reference: torch.Tensor, count
 
 @register("attacks", "fang_krum")
 class FangKrum(Attack):
-    """Full-knowledge Krum attack of Fang, Cao, Jia, Gong (USENIX Security 2020),
-    "Local model poisoning attacks to Byzantine-robust federated learning".
+    """Fang's Krum attack: the largest step against the honest direction that Krum still picks.
+    Fang, Cao, Jia, Gong 2020, "Local model poisoning attacks to Byzantine-robust
+    federated learning", USENIX Security (full knowledge).
 
     The crafted model is ``w'_1 = w_Re - lambda * s``: ``w_Re`` the model before the
     round (here the sender's head at the start of the round), ``s`` the sign of the
     direction the honest models move (``sign(mean(observed) - w_Re)``, -1 where not
     positive), and ``lambda`` the largest value, halving from the paper's upper bound
-    (:func:`fang_krum_lambda_bound`) down to ``threshold`` [1e-5], for which Krum over
-    the observed honest heads plus ``c = len(byzantine_ids)`` crafted models picks a
-    crafted one. The paper lets the other ``c - 1`` crafted models lie within a small
-    ball around ``w'_1``; here every Byzantine peer sends exactly ``w'_1`` (radius 0),
-    which only makes Krum likelier to pick it. Needs the honest heads (omniscient view
-    for the paper's full knowledge); falls back to the sender's own head.
+    (:func:`fang_krum_lambda_bound`) down to ``threshold``, for which Krum over the
+    observed honest heads plus ``c = len(byzantine_ids)`` crafted models picks a
+    crafted one.
+
+    Parameters
+    ----------
+    threshold : float > 0, default 1e-5
+        The smallest ``lambda`` tried.
+
+    Notes
+    -----
+    The paper lets the other ``c - 1`` crafted models lie within a small ball around
+    ``w'_1``; here every Byzantine peer sends exactly ``w'_1`` (radius 0), which only
+    makes Krum likelier to pick it. Needs the honest heads (omniscient view for the
+    paper's full knowledge); falls back to the sender's own head.
+
+    References
+    ----------
+    .. [1] M. Fang, X. Cao, J. Jia, N. Gong, "Local model poisoning attacks to
+       Byzantine-robust federated learning", USENIX Security 2020.
+
+    Examples
+    --------
+    >>> from fedsim.examples import example_view, rounded
+    >>> view = example_view()  # peers 5 and 6 attack peer 0; they observe the 5 honest heads
+    >>> sent = FangKrum().craft(view)[(5, 0)]
+    >>> torch.sign(sent)  # -s: against the direction every honest entry moved
+    tensor([[-1.,  1.,  1.],
+            [ 1., -1.,  1.]])
     """
 
     name = "fang_krum"
@@ -130,16 +154,39 @@ class FangKrum(Attack):
 
 @register("attacks", "fang_trimmed_mean")
 class FangTrimmedMean(Attack):
-    """Full-knowledge trimmed-mean attack of Fang, Cao, Jia, Gong (USENIX Security 2020),
-    "Local model poisoning attacks to Byzantine-robust federated learning".
+    """Fang's trimmed-mean attack: values just beyond the honest extreme, against the honest direction.
+    Fang, Cao, Jia, Gong 2020, "Local model poisoning attacks to Byzantine-robust
+    federated learning", USENIX Security (full knowledge).
 
     For every parameter the crafted values lie just beyond the honest extreme on the
     side opposite to the direction the parameter moves (``s``, from the observed honest
     heads and the sender's head at the start of the round): above ``w_max`` (up to
     ``b`` times it) where it would decrease, below ``w_min`` where it would increase,
-    see :func:`fang_trimmed_mean_heads`. Each Byzantine peer draws its own values
-    (``view.rng``) and sends them to all its receivers. Default ``b = 2`` (the paper's
-    choice, values in ``[w, 2w]`` or ``[w/2, w]``).
+    see :func:`fang_trimmed_mean_heads`.
+
+    Parameters
+    ----------
+    b : float > 1, default 2
+        How far beyond the extreme (the paper's choice: values in ``[w, 2w]`` or
+        ``[w/2, w]``).
+
+    Notes
+    -----
+    Each Byzantine peer draws its own values (``view.rng``) and sends them to all its
+    receivers.
+
+    References
+    ----------
+    .. [1] M. Fang, X. Cao, J. Jia, N. Gong, "Local model poisoning attacks to
+       Byzantine-robust federated learning", USENIX Security 2020.
+
+    Examples
+    --------
+    >>> from fedsim.examples import example_view, rounded
+    >>> view = example_view()  # peers 5 and 6 attack peer 0; they observe the 5 honest heads
+    >>> rounded(FangTrimmedMean().craft(view)[(5, 0)])  # below the smallest honest 1s
+    tensor([[0.6700, 0.1800, 0.1100],
+            [0.1100, 0.5900, 0.1600]])
     """
 
     name = "fang_trimmed_mean"

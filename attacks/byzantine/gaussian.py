@@ -10,17 +10,41 @@ from fedsim.registry import register
 
 @register("attacks", "gaussian")
 class GaussianNoise(Attack):
-    """Each Byzantine peer sends Gaussian noise instead of its head.
+    """Gaussian noise: each Byzantine peer sends random noise instead of its head.
+    The classic "random model / Gaussian" Byzantine baseline (e.g. Blanchard et al. 2017,
+    NeurIPS; Bristle, Verbraeken et al. 2021, section 6).
 
-    The classic "random model / Gaussian" Byzantine baseline (e.g. Blanchard et al.
-    2017; Bristle, Verbraeken et al. 2021, section 6). ``center``:
+    Every entry of the sent head is ``N(mean, std^2)`` (``center="zero"``), or the mean
+    of the observed honest heads plus ``N(mean, std^2)`` noise (``center="honest_mean"``).
 
-    - ``"zero"`` (default): every entry ~ N(mean, std^2);
-    - ``"honest_mean"``: mean of the observed honest heads plus N(mean, std^2) noise
-      (falls back to the sender's own head when it observed nothing).
+    Parameters
+    ----------
+    mean : float, default 0.0
+        Mean of the noise.
+    std : float >= 0, default 1.0
+        Standard deviation of the noise.
+    center : {"zero", "honest_mean"}, default "zero"
+        What the noise is added to.
 
-    Defaults: ``mean=0.0``, ``std=1.0``. Each sender draws its own noise and sends
-    the same noise to all its receivers.
+    Notes
+    -----
+    Each sender draws its own noise and sends the same noise to all its receivers.
+    ``"honest_mean"`` falls back to the sender's own head when it observed nothing.
+
+    References
+    ----------
+    .. [1] P. Blanchard, E. M. El Mhamdi, R. Guerraoui, J. Stainer, "Machine learning with
+       adversaries: Byzantine tolerant gradient descent", NeurIPS 2017.
+    .. [2] J. Verbraeken, M. de Vos, J. Pouwelse, "Bristle: decentralized federated
+       learning in Byzantine, non-i.i.d. environments", arXiv:2110.11006, 2021.
+
+    Examples
+    --------
+    >>> from fedsim.examples import example_view, rounded
+    >>> view = example_view()  # peers 5 and 6 attack peer 0; they observe the 5 honest heads
+    >>> rounded(GaussianNoise(std=0.1, center="honest_mean").craft(view)[(5, 0)])
+    tensor([[ 1.1500, -0.0300, -0.2200],
+            [ 0.0600,  0.8900, -0.1400]])
     """
 
     name = "gaussian"
