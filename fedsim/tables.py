@@ -145,10 +145,7 @@ def grid(sweep: Sweep, rows: Optional[str] = None, cols: Optional[str] = None) -
     f = sweep.factors
     row_names = f[r].labels(rows) if r is not None else None
     col_names = f[c].labels(cols) if c is not None else None
-    other_names = []
-    for o in others:
-        names = f[o].labels()
-        other_names.append([f"{f[o].keys[0]}={n}" for n in names] if len(f[o].keys) == 1 else names)
+    other_names = [[f"{f[o].keys[0]}={n}" for n in f[o].labels()] for o in others]
     row_keys, position = [], {}
     for cell in sweep.cells:
         parts = ([row_names[cell.levels[r]]] if r is not None else []) + \
@@ -158,7 +155,7 @@ def grid(sweep: Sweep, rows: Optional[str] = None, cols: Optional[str] = None) -
             row_keys.append(label)
         position[cell.index] = (row_keys.index(label), cell.levels[c] if c is not None else 0)
     row_title = " | ".join(([rows or f[r].keys[0]] if r is not None else [])
-                           + [", ".join(f[o].keys) for o in others]) or "scenario"
+                           + [f[o].keys[0] for o in others]) or "scenario"
     return Grid(row_title, row_keys, (cols or f[c].keys[0]) if c is not None else "",
                 col_names if c is not None else [""], position)
 

@@ -65,15 +65,18 @@ class Factor:
     levels: tuple
 
     def labels(self, key: Optional[str] = None) -> list[str]:
-        """One label per level: ``key``'s value when that tells the levels apart, else every key's."""
-        if key is not None:
-            j = self.keys.index(key)
-            mine = [render(level[j]) for level in self.levels]
-            if len(set(mine)) == len(mine):
-                return mine
-        if len(self.keys) == 1:
-            return [render(level[0]) for level in self.levels]
-        return [", ".join(f"{k}={render(v)}" for k, v in zip(self.keys, level)) for level in self.levels]
+        """One label per level: ``key``'s value (default: the first key's); a value shared
+        by several levels gets the other keys' values in brackets: ``gaussian (fraction=0.0)``."""
+        j = self.keys.index(key) if key is not None else 0
+        mine = [render(level[j]) for level in self.levels]
+        out = []
+        for level, label in zip(self.levels, mine):
+            if mine.count(label) > 1 and len(self.keys) > 1:
+                rest = ", ".join(f"{k.rsplit('.', 1)[-1]}={render(v)}" for i, (k, v) in enumerate(zip(self.keys, level))
+                                 if i != j)
+                label = f"{label} ({rest})"
+            out.append(label)
+        return out
 
 
 @dataclass(frozen=True)
