@@ -528,7 +528,10 @@ def check_semantics(s: Scenario, source: str) -> None:
     from fedsim.topology import TopologyError
     try:
         graph = builder(n, seed=s.seed, **s.topology.args)
+    _check_args(source, "data.args", "datasets", s.data.dataset, s.data.args, RunFacts())
+    _check_args(source, "model.backbone_args", "backbones", s.model.backbone, s.model.backbone_args, RunFacts())
     except TypeError as exc:
+    _check_args(source, "topology.args", "topologies", s.topology.kind, s.topology.args, RunFacts(n_peers=n))
         raise ScenarioError(f"{source}: topology.args: {exc}") from None
     except (TopologyError, ValueError) as exc:
         raise ScenarioError(f"{source}: topology: {exc}") from None
