@@ -113,11 +113,13 @@ def main(argv=None) -> int:
 def _describe_plugin(kind: str, name: str) -> str:
     """``fedsim list -v``: name and module, the paper, then one line per parameter:
     ``name = default  (must be ...)``."""
+    import inspect
     from fedsim.registry import describe
     info = describe(kind, name)
     lines = [f"{info['name']}  ({info['module']})", f"  {info['paper']}"]
     for arg, default, constraint in info["parameters"] or ():
-        lines.append(f"  {arg} = {default!r}  ({constraint})")
+        shown = "required" if default is inspect.Parameter.empty else f"= {default!r}"
+        lines.append(f"  {arg} {shown}  ({constraint})")
     if info["parameters"] == []:
         lines.append("  no arguments")
     return "\n".join(lines)

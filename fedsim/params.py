@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Optional
 
 __all__ = ["ParameterError", "Constraint", "Interval", "Options", "Boolean", "String", "Digits",
-           "ListOf", "MappingOf", "RunFacts", "at_most_neighbours", "validate", "check_run", "defaults", "describe",
+           "ListOf", "MappingOf", "RunFacts", "at_most_neighbours", "declare", "validate", "check_run", "defaults", "describe",
            "invalid_values", "valid_values"]
 
 
@@ -315,6 +315,19 @@ def at_most_neighbours(args: dict, facts: RunFacts, *names: str) -> list:
             for name in names if args.get(name) is not None and args[name] > limit]
 
 
+def declare(parameters: dict, check_run: Optional[Callable] = None) -> Callable:
+    """Decorator for a function plugin (a topology builder, a dataset loader, a
+    backbone): its ``parameters`` (and optional ``check_run`` hook) as function
+    attributes, as a class plugin has them as class attributes. Put it below
+    ``@register`` so that the declaration exists when the plugin registers."""
+    def deco(fn: Callable) -> Callable:
+        fn.parameters = parameters
+        if check_run is not None:
+            fn.check_run = check_run
+        return fn
+    return deco
+
+
 def defaults(plugin: Callable) -> dict:
     """The keyword defaults of ``plugin``'s declared parameters, from its signature."""
     signature = inspect.signature(plugin)
@@ -342,6 +355,9 @@ def validate(plugin: Callable, args: dict, *, name: str, prefix: str = "",
                                  f"allowed: {', '.join(allowed) or 'none'}")
         if not _satisfies(declared[arg], value):
             raise ParameterError(f"{_path(prefix, arg)}: must be {describe(declared[arg])}; got {value!r}")
+    missing = [arg for arg in declared if arg not in args and arg not in defaults(plugin)]
+    if missing:
+        raise ParameterError(f"{_path(prefix, missing[0])}: must be given ({describe(declared[missing[0]])})")
     problems = check_run(plugin, args, facts or RunFacts())
     if problems:
         arg, requirement = problems[0]

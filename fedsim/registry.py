@@ -36,6 +36,9 @@ DECLARED_KINDS = {
     "attacks": (),
     "inversions": (),
     "privacy_defenses": (),
+    "topologies": ("n_peers", "seed"),
+    "datasets": ("root", "seed", "test_fraction"),
+    "backbones": ("input_shape",),
 }
 
 _REGISTRY: dict[str, dict[str, Any]] = {kind: {} for kind in KINDS}
@@ -104,16 +107,20 @@ def validate_args(kind: str, name: str, args: dict, prefix: str = "",
         validate(plugin, args, name=name, prefix=prefix, facts=facts)
 
 
-def create(kind: str, name: str, **kwargs: Any) -> Any:
-    """Instantiate ``name`` of ``kind`` with keyword arguments, validated first."""
-    validate_args(kind, name, kwargs)
-    return lookup(kind, name)(**kwargs)
+def create(kind: str, name: str, *supplied: Any, **kwargs: Any) -> Any:
+    """Instantiate ``name`` of ``kind`` with keyword arguments, validated first.
+    ``supplied`` positional arguments and the kind's reserved keywords (e.g. a
+    topology's ``n_peers`` and ``seed``) come from the engine and are not validated."""
+    reserved = DECLARED_KINDS.get(kind, ())
+    validate_args(kind, name, {k: v for k, v in kwargs.items() if k not in reserved})
+    return lookup(kind, name)(*supplied, **kwargs)
 
 
 def describe(kind: str, name: str) -> dict:
     """What ``fedsim list -v`` prints of one plugin: its module, its paper (a declared
     ``paper`` attribute, else the first paragraph of its docstring) and, for each declared
-    parameter, its default and what it must be (``parameters`` is None for kinds whose
+    parameter, its default (``inspect.Parameter.empty`` when required) and what it must
+    be (``parameters`` is None for kinds whose
     arguments the scenario schema checks, e.g. partitions)."""
     plugin = lookup(kind, name)
     doc = inspect.getdoc(plugin) or ""
@@ -122,5 +129,6 @@ def describe(kind: str, name: str) -> dict:
     rows = None
     if declared is not None:
         found = defaults(plugin)
-        rows = [(arg, found.get(arg), describe_constraints(c)) for arg, c in declared.items()]
+        rows = [(arg, found.get(arg, inspect.Parameter.empty), describe_constraints(c))
+                for arg, c in declared.items()]
     return {"name": name, "module": plugin.__module__, "paper": paper, "parameters": rows}

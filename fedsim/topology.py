@@ -13,7 +13,8 @@ import networkx as nx
 import numpy as np
 
 from fedsim import rng
-from fedsim.registry import lookup, register
+from fedsim.params import Boolean, Interval, String, declare
+from fedsim.registry import create, register
 
 
 MAX_EDGELIST_BYTES = 512 << 20  # ~50 million "u v" lines
@@ -29,6 +30,7 @@ def _check_n(n_peers: int) -> None:
 
 
 @register("topologies", "complete")
+@declare({})
 def complete(n_peers: int, seed: int = 0) -> nx.Graph:
     """Every peer is linked to every other (``networkx.complete_graph``)."""
     _check_n(n_peers)
@@ -36,57 +38,75 @@ def complete(n_peers: int, seed: int = 0) -> nx.Graph:
 
 
 @register("topologies", "ring")
+@declare({})
 def ring(n_peers: int, seed: int = 0) -> nx.Graph:
     """Peer i is linked to i-1 and i+1 mod n (``networkx.cycle_graph``)."""
     _check_n(n_peers)
     return nx.cycle_graph(n_peers)
 
 
+def _random_regular_run(args, facts):
+    n, degree = facts.n_peers, args["degree"]
+    if n is not None and degree >= n:
+        return [("degree", f"must be at most {n - 1} for {n} peers")]
+    if n is not None and (degree * n) % 2:
+        return [("degree", f"must be even for an odd number of peers ({n}): degree * n_peers must be even")]
+    return []
+
+
+def _below_n_peers(name):
+    def check_run(args, facts):
+        if facts.n_peers is not None and args[name] >= facts.n_peers:
+            return [(name, f"must be at most {facts.n_peers - 1} for {facts.n_peers} peers")]
+        return []
+    return check_run
+
+
+def _grid_run(args, facts):
+    rows = args["rows"]
+    if facts.n_peers is not None and rows is not None and facts.n_peers % rows:
+        return [("rows", f"must divide n_peers={facts.n_peers}")]
+    return []
+
+
 @register("topologies", "random_regular")
+@declare({"degree": Interval(int, 0, None)}, _random_regular_run)
 def random_regular(n_peers: int, seed: int = 0, degree: int = 4) -> nx.Graph:
     """Uniform random ``degree``-regular graph (``networkx.random_regular_graph``).
 
     Needs ``0 <= degree < n_peers`` and ``degree * n_peers`` even.
     """
     _check_n(n_peers)
-    if not 0 <= degree < n_peers:
-        raise TopologyError(f"degree must be in 0..{n_peers - 1} for {n_peers} peers (got {degree})")
-    if (degree * n_peers) % 2:
-        raise TopologyError(f"degree * n_peers must be even (degree {degree}, n_peers {n_peers})")
     return nx.random_regular_graph(degree, n_peers, seed=seed)
 
 
 @register("topologies", "erdos_renyi")
+@declare({"p": Interval(float, 0, 1)})
 def erdos_renyi(n_peers: int, seed: int = 0, p: float = 0.2) -> nx.Graph:
     """G(n, p) random graph (``networkx.fast_gnp_random_graph``), edge probability ``p``."""
     _check_n(n_peers)
-    if not 0 <= p <= 1:
-        raise TopologyError(f"p must be in [0, 1] (got {p})")
     return nx.fast_gnp_random_graph(n_peers, p, seed=seed)
 
 
 @register("topologies", "watts_strogatz")
+@declare({"k": Interval(int, 2, None), "p": Interval(float, 0, 1)}, _below_n_peers("k"))
 def watts_strogatz(n_peers: int, seed: int = 0, k: int = 4, p: float = 0.1) -> nx.Graph:
     """Small-world graph (``networkx.connected_watts_strogatz_graph``): ring lattice of
     ``k`` nearest neighbours, each edge rewired with probability ``p``."""
     _check_n(n_peers)
-    if not 2 <= k < n_peers:
-        raise TopologyError(f"k must be in 2..{n_peers - 1} (got {k})")
-    if not 0 <= p <= 1:
-        raise TopologyError(f"p must be in [0, 1] (got {p})")
     return nx.connected_watts_strogatz_graph(n_peers, k, p, tries=100, seed=seed)
 
 
 @register("topologies", "barabasi_albert")
+@declare({"m": Interval(int, 1, None)}, _below_n_peers("m"))
 def barabasi_albert(n_peers: int, seed: int = 0, m: int = 2) -> nx.Graph:
     """Preferential attachment (``networkx.barabasi_albert_graph``), ``m`` edges per new node."""
     _check_n(n_peers)
-    if not 1 <= m < n_peers:
-        raise TopologyError(f"m must be in 1..{n_peers - 1} (got {m})")
     return nx.barabasi_albert_graph(n_peers, m, seed=seed)
 
 
 @register("topologies", "grid_2d")
+@declare({"rows": [None, Interval(int, 1, None)], "periodic": Boolean()}, _grid_run)
 def grid_2d(n_peers: int, seed: int = 0, rows: int | None = None, periodic: bool = False) -> nx.Graph:
     """``rows x (n_peers / rows)`` lattice (``networkx.grid_2d_graph``), nodes numbered row by
     row; ``rows`` defaults to the largest divisor of n_peers not above sqrt(n_peers);
@@ -94,18 +114,15 @@ def grid_2d(n_peers: int, seed: int = 0, rows: int | None = None, periodic: bool
     _check_n(n_peers)
     if rows is None:
         rows = max(d for d in range(1, int(math.isqrt(n_peers)) + 1) if n_peers % d == 0)
-    if rows < 1 or n_peers % rows:
-        raise TopologyError(f"rows must divide n_peers={n_peers} (got {rows})")
     grid = nx.grid_2d_graph(rows, n_peers // rows, periodic=periodic)
     return nx.convert_node_labels_to_integers(grid, ordering="sorted")
 
 
 @register("topologies", "edgelist")
-def edgelist(n_peers: int, seed: int = 0, path: str | None = None) -> nx.Graph:
+@declare({"path": String()})
+def edgelist(n_peers: int, seed: int = 0, *, path: str) -> nx.Graph:
     """Edges read from a text file, one ``u v`` pair of peer ids per line (``#`` comments)."""
     _check_n(n_peers)
-    if not path:
-        raise TopologyError("edgelist needs args.path, a file of 'u v' lines")
     from fedsim.config import read_text_file
     lines = read_text_file(path, MAX_EDGELIST_BYTES, "edge list").splitlines()
     graph = nx.empty_graph(n_peers)
@@ -125,7 +142,7 @@ def edgelist(n_peers: int, seed: int = 0, path: str | None = None) -> nx.Graph:
 
 
 def build(kind: str, n_peers: int, seed: int, args: dict) -> nx.Graph:
-    return lookup("topologies", kind)(n_peers, seed=seed, **args)
+    return create("topologies", kind, n_peers, seed=seed, **args)
 
 
 class Schedule:

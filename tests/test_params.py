@@ -14,7 +14,7 @@ import re
 import pytest
 import yaml
 
-from fedsim import params, registry
+from fedsim import config, params, registry
 from fedsim.cli import main
 from fedsim.params import Interval, ListOf, Options, ParameterError
 
@@ -22,14 +22,25 @@ registry.load_plugins()
 
 # Where each kind's arguments sit in a scenario, and a scenario that uses the plugin.
 SCENARIO_KEY = {"defenses": "defense.args", "attacks": "adversary.attack.args",
-                "inversions": "privacy.attack.args", "privacy_defenses": "privacy.defense.args"}
+                "inversions": "privacy.attack.args", "privacy_defenses": "privacy.defense.args",
+                "topologies": "topology.args", "datasets": "data.args", "backbones": "model.backbone_args"}
 N_PEERS = 10  # complete graph: every peer has 9 neighbours
+# What the engine passes besides the scenario's arguments.
+SUPPLIED = {"topologies": (N_PEERS,), "backbones": ((1, 8, 8),)}
+# Arguments that make another argument's boundary value usable (cross-argument checks).
+COMPANIONS = {("datasets", "synthetic", "n_samples"): {"n_classes": 2}}
 
 
 def scenario(kind: str, name: str, args: dict) -> dict:
     s = {"name": "params", "rounds": 2, "topology": {"kind": "complete", "n_peers": N_PEERS}}
     spec = {"name": name, "args": args}
-    if kind == "defenses":
+    if kind == "topologies":
+        s["topology"] = {"kind": name, "n_peers": N_PEERS, "args": args}
+    elif kind == "datasets":
+        s["data"] = {"dataset": name, "args": args}
+    elif kind == "backbones":
+        s["model"] = {"backbone": name, "backbone_args": args}
+    elif kind == "defenses":
         s["defense"] = spec
     elif kind == "attacks":
         s["adversary"] = {"count": 2, "attack": spec}
@@ -58,33 +69,51 @@ def test_every_plugin_of_the_scenario_kinds_declares_its_parameters():
         for name in registry.names(kind):
             plugin = registry.lookup(kind, name)
             # The declaration names exactly the keyword arguments (register checks it too).
-            params.check_declaration(plugin)
+            params.check_declaration(plugin, registry.DECLARED_KINDS[kind])
             for arg, default in params.defaults(plugin).items():
                 assert params._satisfies(plugin.parameters[arg], default), (kind, name, arg, default)
 
 
 @pytest.mark.parametrize("kind,name,arg", declared())
 def test_invalid_values_are_refused_with_one_message(kind, name, arg, tmp_path, capsys):
+    """Every generated bad value: the same message from registry.create and from scenario
+    validation (with the key path in front); the command line shows it for the first one
+    as its one ``error:`` line, exit 2 (the rest go through config.from_dict, the same
+    checks without the YAML file and argument parsing, to keep the test fast)."""
     constraints = registry.lookup(kind, name).parameters[arg]
     bad_values = params.invalid_values(constraints)
-    assert bad_values
-    for value in bad_values:
+    # Whatever the generator says: a number argument refuses a bool, a string, nan and inf.
+    if all(c is None or isinstance(c, Interval) for c in params._as_list(constraints)):
+        for value in (True, "1", math.nan, math.inf, -math.inf):
+            with pytest.raises(ParameterError):
+                registry.create(kind, name, *SUPPLIED.get(kind, ()), **{arg: value})
+            assert any(type(v) is type(value) and repr(v) == repr(value) for v in bad_values), value
+    for number, value in enumerate(bad_values):
         with pytest.raises(ParameterError) as info:
-            registry.create(kind, name, **{arg: value})
+            registry.create(kind, name, *SUPPLIED.get(kind, ()), **{arg: value})
         message = str(info.value)
         assert re.fullmatch(rf"{arg}: must be .+; got {re.escape(repr(value))}", message), message
-        code, lines = validate_cli(tmp_path, capsys, scenario(kind, name, {arg: value}))
-        assert code == 2 and len(lines) == 1, (value, lines)
-        assert lines[0] == f"error: {tmp_path / 'scenario.yaml'}: {SCENARIO_KEY[kind]}.{message}"
+        with pytest.raises(config.ScenarioError) as info:
+            config.from_dict(scenario(kind, name, {arg: value}), "scenario.yaml")
+        assert str(info.value) == f"scenario.yaml: {SCENARIO_KEY[kind]}.{message}"
+        if number == 0:
+            code, lines = validate_cli(tmp_path, capsys, scenario(kind, name, {arg: value}))
+            assert code == 2 and lines == [f"error: {tmp_path / 'scenario.yaml'}: {SCENARIO_KEY[kind]}.{message}"]
 
 
 @pytest.mark.parametrize("kind,name,arg", declared())
 def test_valid_boundary_values_are_accepted(kind, name, arg, tmp_path, capsys):
     constraints = registry.lookup(kind, name).parameters[arg]
     for value in params.valid_values(constraints):
-        registry.create(kind, name, **{arg: value})
-        code, lines = validate_cli(tmp_path, capsys, scenario(kind, name, {arg: value}))
-        assert code == 0 and not lines, (value, lines)
+        if (kind, name, arg) == ("topologies", "edgelist", "path") and value is not None:
+            value = str(tmp_path / "edges.txt")   # a string naming a real edge list
+            (tmp_path / "edges.txt").write_text("0 1\n")
+        args = {**COMPANIONS.get((kind, name, arg), {}), arg: value}
+        if kind == "datasets":   # building would load the data: only the check here
+            registry.validate_args(kind, name, args)
+        else:
+            registry.create(kind, name, *SUPPLIED.get(kind, ()), **args)
+        config.from_dict(scenario(kind, name, args), "scenario.yaml")
 
 
 @pytest.mark.parametrize("kind,name,args,message", [
@@ -129,6 +158,17 @@ def test_arguments_relative_to_the_run_are_refused_at_validation(kind, name, arg
     code, lines = validate_cli(tmp_path, capsys, scenario(kind, name, args))
     assert code == 2
     assert lines == [f"error: {tmp_path / 'scenario.yaml'}: {key}: {message}"]
+
+
+@pytest.mark.parametrize("n_peers,args,message", [
+    (10, {"degree": 10}, "topology.args.degree: must be at most 9 for 10 peers; got 10"),
+    (9, {"degree": 3}, "topology.args.degree: must be even for an odd number of peers (9): "
+                       "degree * n_peers must be even; got 3"),
+])
+def test_topology_arguments_relative_to_n_peers(n_peers, args, message, tmp_path, capsys):
+    data = {"topology": {"kind": "random_regular", "n_peers": n_peers, "args": args}}
+    code, lines = validate_cli(tmp_path, capsys, data)
+    assert code == 2 and lines == [f"error: {tmp_path / 'scenario.yaml'}: {message}"]
 
 
 def test_neighbour_bound_follows_the_graph_and_its_resampling(tmp_path, capsys):

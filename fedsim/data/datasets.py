@@ -30,7 +30,8 @@ from typing import Optional, Sequence
 import numpy as np
 import torch
 
-from fedsim.registry import lookup, register
+from fedsim.params import Boolean, Interval, declare
+from fedsim.registry import create, register
 
 
 class DataError(Exception):
@@ -55,13 +56,7 @@ class Dataset:
 def load_dataset(name: str, *, root: Optional[str] = None, seed: int = 0,
                  test_fraction: float = 0.2, **args) -> Dataset:
     """Load the dataset registered as ``name`` (``fedsim list datasets``)."""
-    loader = lookup("datasets", name)
-    return loader(root=root, seed=seed, test_fraction=test_fraction, **args)
-
-
-def _check_no_args(name: str, args: dict) -> None:
-    if args:
-        raise ValueError(f"dataset {name!r} takes no arguments; got {', '.join(sorted(args))}")
+    return create("datasets", name, root=root, seed=seed, test_fraction=test_fraction, **args)
 
 
 def _check_test_fraction(test_fraction: float) -> None:
@@ -100,12 +95,12 @@ def _from_arrays(name: str, images: np.ndarray, labels: np.ndarray, train_idx: n
 # --------------------------------------------------------------------------- digits
 
 @register("datasets", "digits")
-def load_digits(*, root: Optional[str] = None, seed: int = 0, test_fraction: float = 0.2, **args) -> Dataset:
+@declare({})
+def load_digits(*, root: Optional[str] = None, seed: int = 0, test_fraction: float = 0.2) -> Dataset:
     """scikit-learn's 8x8 handwritten digits (UCI ML optical recognition), /16 to [0, 1].
 
     ``root`` is ignored (the data ships with scikit-learn).
     """
-    _check_no_args("digits", args)
     from sklearn.datasets import load_digits as sklearn_digits
 
     bunch = sklearn_digits()
@@ -252,14 +247,14 @@ def read_idx(path: Path) -> np.ndarray:
 
 
 @register("datasets", "fashion_mnist")
+@declare({"download": Boolean()})
 def load_fashion_mnist(*, root: Optional[str] = None, seed: int = 0, test_fraction: float = 0.2,
-                       download: bool = True, **args) -> Dataset:
+                       download: bool = True) -> Dataset:
     """Fashion-MNIST (28x28 grey, 10 classes), official split; pixels /255.
 
     ``download`` [True]: when no directory holds the files, fetch them from the public
     mirror into the user cache (short timeout). ``seed`` and ``test_fraction`` are ignored.
     """
-    _check_no_args("fashion_mnist", args)
     check_root(root)
     paths, source = locate_idx_files(fashion_mnist_search_dirs(root),
                                      fashion_mnist_cache_dir() if download else None)
@@ -281,10 +276,18 @@ def load_fashion_mnist(*, root: Optional[str] = None, seed: int = 0, test_fracti
 
 # --------------------------------------------------------------------------- synthetic
 
+def _synthetic_run(args, facts):
+    if args["n_samples"] < 2 * args["n_classes"]:
+        return [("n_samples", f"must be at least 2 * n_classes = {2 * args['n_classes']}")]
+    return []
+
+
 @register("datasets", "synthetic")
+@declare({"n_samples": Interval(int, 4, None), "dim": Interval(int, 1, None), "n_classes": Interval(int, 2, None),
+          "separation": Interval(float, 0, None)}, _synthetic_run)
 def load_synthetic(*, root: Optional[str] = None, seed: int = 0, test_fraction: float = 0.2,
                    n_samples: int = 10000, dim: int = 32, n_classes: int = 10,
-                   separation: float = 3.0, **args) -> Dataset:
+                   separation: float = 3.0) -> Dataset:
     """Gaussian class clusters in ``R^dim``.
 
     Class means ``mu_c ~ N(0, separation^2 / dim * I)``, samples ``x = mu_y + N(0, I)``,
@@ -294,15 +297,6 @@ def load_synthetic(*, root: Optional[str] = None, seed: int = 0, test_fraction: 
     ``n_samples`` 10000, ``dim`` 32, ``n_classes`` 10, ``separation`` 3.0; ``seed`` is the
     scenario seed; stratified test split of ``test_fraction``. ``root`` is ignored.
     """
-    _check_no_args("synthetic", args)
-    if int(n_classes) < 2:
-        raise ValueError(f"synthetic: n_classes must be >= 2; got {n_classes}")
-    if int(dim) < 1:
-        raise ValueError(f"synthetic: dim must be >= 1; got {dim}")
-    if int(n_samples) < 2 * int(n_classes):
-        raise ValueError(f"synthetic: n_samples must be >= 2 * n_classes ({2 * int(n_classes)}); got {n_samples}")
-    if not float(separation) >= 0:
-        raise ValueError(f"synthetic: separation must be >= 0; got {separation}")
     n_samples, dim, n_classes = int(n_samples), int(dim), int(n_classes)
     rng = np.random.default_rng(seed)
     means = rng.normal(0.0, float(separation) / np.sqrt(dim), size=(n_classes, dim))

@@ -14,7 +14,8 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from fedsim.registry import lookup, register
+from fedsim.params import Boolean, Interval, ListOf, declare
+from fedsim.registry import create, register
 
 
 def build_backbone(name: str, input_shape: tuple, **args) -> nn.Module:
@@ -22,7 +23,7 @@ def build_backbone(name: str, input_shape: tuple, **args) -> nn.Module:
     input_shape = tuple(int(s) for s in input_shape)
     if not input_shape or any(s < 1 for s in input_shape):
         raise ValueError(f"backbone {name!r}: input_shape must be non-empty and positive; got {input_shape}")
-    return lookup("backbones", name)(input_shape, **args)
+    return create("backbones", name, input_shape, **args)
 
 
 def _image_shape(name: str, input_shape: tuple) -> tuple[int, int, int]:
@@ -35,17 +36,12 @@ def _image_shape(name: str, input_shape: tuple) -> tuple[int, int, int]:
                      f"{input_shape} (use 'mlp' or 'identity' for vectors)")
 
 
-def _positive_ints(name: str, key: str, values, allow_empty: bool = False) -> tuple[int, ...]:
-    values = (values,) if isinstance(values, int) else tuple(values)
-    if (not values and not allow_empty) or any(int(v) != v or v < 1 for v in values):
-        raise ValueError(f"backbone {name!r}: {key} must be positive integers; got {values}")
-    return tuple(int(v) for v in values)
+# Layer sizes: one int or a non-empty list of them.
+SIZES = [Interval(int, 1, None), ListOf(Interval(int, 1, None), min_length=1)]
 
 
-def _positive_int(name: str, key: str, value) -> int:
-    if isinstance(value, bool) or int(value) != value or value < 1:
-        raise ValueError(f"backbone {name!r}: {key} must be a positive integer; got {value}")
-    return int(value)
+def _sizes(values) -> tuple[int, ...]:
+    return (values,) if isinstance(values, int) else tuple(values)
 
 
 class _ToImage(nn.Module):
@@ -94,6 +90,7 @@ class SmallCNN(nn.Module):
 
 
 @register("backbones", "cnn")
+@declare({"channels": SIZES, "feature_dim": Interval(int, 1, None), "batch_norm": Boolean()})
 def cnn(input_shape: tuple, channels: Sequence[int] = (16, 32), feature_dim: int = 64,
         batch_norm: bool = True) -> nn.Module:
     """Small CNN (:class:`SmallCNN`). Defaults: ``channels`` (16, 32), ``feature_dim`` 64,
@@ -105,8 +102,7 @@ def cnn(input_shape: tuple, channels: Sequence[int] = (16, 32), feature_dim: int
     CPU cores. BatchNorm matters on digits, whose 287 public images give only 50 steps:
     without it the same network reaches 0.89.
     """
-    return SmallCNN(input_shape, _positive_ints("cnn", "channels", channels),
-                    _positive_int("cnn", "feature_dim", feature_dim), bool(batch_norm))
+    return SmallCNN(input_shape, _sizes(channels), feature_dim, batch_norm)
 
 
 # --------------------------------------------------------------------------- mobilenetv2
@@ -190,13 +186,12 @@ class MobileNetV2(nn.Module):
 
 
 @register("backbones", "mobilenetv2")
+@declare({"width": Interval(float, 0, None, closed="neither"), "expansion": Interval(int, 1, None),
+          "feature_dim": Interval(int, 1, None)})
 def mobilenetv2(input_shape: tuple, width: float = 1.0, expansion: int = 6, feature_dim: int = 64) -> nn.Module:
     """Reduced MobileNetV2 (:class:`MobileNetV2`). Defaults: ``width`` 1.0, ``expansion`` 6
     (the paper's), ``feature_dim`` 64."""
-    if not float(width) > 0:
-        raise ValueError(f"backbone 'mobilenetv2': width must be > 0; got {width}")
-    return MobileNetV2(input_shape, float(width), _positive_int("mobilenetv2", "expansion", expansion),
-                       _positive_int("mobilenetv2", "feature_dim", feature_dim))
+    return MobileNetV2(input_shape, float(width), expansion, feature_dim)
 
 
 # --------------------------------------------------------------------------- mlp, identity
@@ -219,9 +214,10 @@ class MLP(nn.Module):
 
 
 @register("backbones", "mlp")
+@declare({"hidden": SIZES})
 def mlp(input_shape: tuple, hidden: Sequence[int] = (128,)) -> nn.Module:
     """Multi-layer perceptron (:class:`MLP`). Default ``hidden`` (128,)."""
-    return MLP(input_shape, _positive_ints("mlp", "hidden", hidden))
+    return MLP(input_shape, _sizes(hidden))
 
 
 class Identity(nn.Module):
@@ -236,6 +232,7 @@ class Identity(nn.Module):
 
 
 @register("backbones", "identity")
+@declare({})
 def identity(input_shape: tuple) -> nn.Module:
     """Flatten (:class:`Identity`); ``feature_dim = prod(input_shape)``."""
     return Identity(input_shape)
