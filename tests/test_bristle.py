@@ -325,9 +325,42 @@ def test_requires_a_local_test_set():
         get_defense("bristle").aggregate(OWN, torch.stack([A]), None)
 
 
-@pytest.mark.parametrize("args", [{"alpha": 1.5}, {"alpha": -0.1}, {"beta": 0}, {"beta": 2.5},
-                                  {"theta": 0}, {"test_size": 0}, {"weight_scale": 0},
-                                  {"score_scale": -1}, {"score_floor": NAN}])
-def test_rejects_bad_arguments(args):
-    with pytest.raises(ValueError):
-        get_defense("bristle", **args)
+def test_phi_overlap_zero_gives_the_sender_no_weight():
+    # Overlap 0: S_A is empty, certainty 0, every weight 0: the own head is kept.
+    merged = bristle().aggregate(OWN, torch.stack([A, B]), context(overlap=[0, 0]))
+    assert torch.equal(merged, OWN)
+    # Overlap 0 for B only: B had weight 0 anyway (cert 0), so the result is A's alone.
+    only_a = bristle().aggregate(OWN, torch.stack([A]), context())
+    assert torch.allclose(bristle().aggregate(OWN, torch.stack([A, B]), context(overlap=[2, 0])), only_a)
+
+
+def test_center_weights_by_hand():
+    # Row 0 weights (1, 2, 3): mean 2 -> (-1, 0, 1); row 1 (0, 0, 6): mean 2 -> (-2, -2, 4).
+    # The last column is the bias and stays.
+    head = heads([1, 2, 3, 5], [0, 0, 6, -1])
+    assert torch.equal(center_weights(head), heads([-1, 0, 1, 5], [-2, -2, 4, -1]))
+
+
+def test_the_default_rule_centres_the_integrated_head():
+    # D = 1: every weight equals its mean, so centring leaves 0 weights and the biases
+    # of the integrated head (test_bristle_end_to_end_by_hand): 0.4259564, -0.3791651, -10.
+    merged = get_defense("bristle").aggregate(OWN, torch.stack([A, B]), context())
+    assert torch.allclose(merged, heads([0, 0.4259564], [0, -0.3791651], [0, -10]), atol=1e-5)
+
+
+def test_uniform_draw_takes_beta_heads_whatever_their_distance():
+    # 11 heads: the thirds never draw position 7 (test above); the uniform draw takes 10
+    # of 11, so over a few seeds every index is left out once in a while, index 7 included.
+    received = line_heads(range(1, 12))
+    left_out = set()
+    for seed in range(40):
+        chosen = prioritize(OWN_ZERO, received, 0.4, 10, torch.Generator().manual_seed(seed), "uniform")
+        assert len(set(chosen.tolist())) == 10
+        left_out |= set(range(11)) - set(chosen.tolist())
+        # The same seed with the distances reversed picks the same positions.
+        reversed_heads = line_heads(range(11, 0, -1))
+        assert torch.equal(prioritize(OWN_ZERO, reversed_heads, 0.4, 10,
+                                      torch.Generator().manual_seed(seed), "uniform"), chosen)
+    assert left_out == set(range(11))
+    # Fewer than beta heads: all of them, in order.
+    assert prioritize(OWN_ZERO, line_heads(range(1, 10)), 0.4, 10, None, "uniform").tolist() == list(range(9))
