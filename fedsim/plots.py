@@ -205,7 +205,8 @@ def hops_plot(hops, accuracy, path: Path, title: str = "") -> None:
 
 def topology_accuracy_plot(graph: nx.Graph, accuracy: dict, byzantine, path: Path, seed: int = 0,
                            title: str = "") -> None:
-    """The round-1 graph, honest peers coloured by final accuracy, Byzantine peers red crosses."""
+    """The round-1 graph, honest peers coloured by final accuracy (scale: their range),
+    Byzantine peers red crosses."""
     n = graph.number_of_nodes()
     fig, ax = plt.subplots(figsize=(6.5, 6), dpi=120)
     pos = nx.spring_layout(graph, seed=seed) if n <= 2000 else nx.random_layout(graph, seed=seed)
@@ -213,8 +214,11 @@ def topology_accuracy_plot(graph: nx.Graph, accuracy: dict, byzantine, path: Pat
     if graph.number_of_edges() <= 50000:
         nx.draw_networkx_edges(graph, pos, ax=ax, alpha=0.2, width=0.5)
     honest = [p for p in graph.nodes() if p in accuracy]
+    # the colour scale spans the peers' accuracies, so that small differences show
+    low, high = min(accuracy.values()), max(accuracy.values())
+    pad = max(0.005, (high - low) * 0.05)
     nodes = nx.draw_networkx_nodes(graph, pos, nodelist=honest, ax=ax, node_size=size, cmap="viridis",
-                                   node_color=[accuracy[p] for p in honest], vmin=0, vmax=1)
+                                   node_color=[accuracy[p] for p in honest], vmin=low - pad, vmax=high + pad)
     byz = [p for p in graph.nodes() if p in set(byzantine)]
     if byz:
         nx.draw_networkx_nodes(graph, pos, nodelist=byz, ax=ax, node_size=size, node_color="tab:red",
