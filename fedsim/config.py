@@ -437,9 +437,11 @@ def run_facts(s: Scenario, graph) -> RunFacts:
     degrees = [d for _, d in graph.degree()] if s.topology.resample_every == 0 and len(graph) else None
     return RunFacts(n_peers=s.topology.n_peers, n_byzantine=adversary_count(s),
                     min_neighbours=min(degrees) if degrees else None,
-                    max_neighbours=max(degrees) if degrees else None)
+                    max_neighbours=max(degrees) if degrees else None,
+                    n_classes=class_count(s.data.dataset, s.data.args))
 
 
+    from fedsim.data.datasets import class_count
 def adversary_count(scenario: Scenario) -> int:
     adv = scenario.adversary
     n = scenario.topology.n_peers
