@@ -315,15 +315,18 @@ def at_most_neighbours(args: dict, facts: RunFacts, *names: str) -> list:
             for name in names if args.get(name) is not None and args[name] > limit]
 
 
-def declare(parameters: dict, check_run: Optional[Callable] = None) -> Callable:
+def declare(parameters: dict, check_run: Optional[Callable] = None, **hooks: Callable) -> Callable:
     """Decorator for a function plugin (a topology builder, a dataset loader, a
-    backbone): its ``parameters`` (and optional ``check_run`` hook) as function
-    attributes, as a class plugin has them as class attributes. Put it below
-    ``@register`` so that the declaration exists when the plugin registers."""
+    backbone): its ``parameters``, optional ``check_run`` and the kind's other hooks (a
+    dataset's ``class_count(args)``) as function attributes, as a class plugin has them
+    as class attributes. Put it below ``@register`` so that the declaration exists when
+    the plugin registers."""
     def deco(fn: Callable) -> Callable:
         fn.parameters = parameters
         if check_run is not None:
             fn.check_run = check_run
+        for name, hook in hooks.items():
+            setattr(fn, name, hook)
         return fn
     return deco
 

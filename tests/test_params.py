@@ -72,6 +72,10 @@ def test_every_plugin_of_the_scenario_kinds_declares_its_parameters():
             params.check_declaration(plugin, registry.DECLARED_KINDS[kind])
             for arg, default in params.defaults(plugin).items():
                 assert params._satisfies(plugin.parameters[arg], default), (kind, name, arg, default)
+    # A dataset says how many classes it has without loading (for class-id arguments).
+    from fedsim.data.datasets import class_count
+    assert [class_count(name, {}) for name in ("digits", "fashion_mnist", "synthetic")] == [10, 10, 10]
+    assert class_count("synthetic", {"n_classes": 3}) == 3
 
 
 @pytest.mark.parametrize("kind,name,arg", declared())
@@ -153,6 +157,11 @@ def test_the_message_format(kind, name, args, message):
     ("attacks", "alie", {"z": -math.inf}, "adversary.attack.args.z", "must be null or a finite number; got -inf"),
     ("attacks", "mimic", {"peer": 10}, "adversary.attack.args.peer",
      "must be a peer id below 10, the number of peers; got 10"),
+    # digits: 10 classes
+    ("attacks", "backdoor", {"target": 10}, "adversary.attack.args.target",
+     "must be a class id below 10, the dataset's number of classes; got 10"),
+    ("attacks", "label_flip", {"mapping": {"1": 10}}, "adversary.attack.args.mapping",
+     "must map class ids below 10, the dataset's number of classes; got {'1': 10}"),
 ])
 def test_arguments_relative_to_the_run_are_refused_at_validation(kind, name, args, key, message, tmp_path, capsys):
     code, lines = validate_cli(tmp_path, capsys, scenario(kind, name, args))

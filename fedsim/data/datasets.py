@@ -30,8 +30,8 @@ from typing import Optional, Sequence
 import numpy as np
 import torch
 
-from fedsim.params import Boolean, Interval, declare
-from fedsim.registry import create, register
+from fedsim.params import Boolean, Interval, declare, defaults
+from fedsim.registry import create, lookup, register
 
 
 class DataError(Exception):
@@ -57,6 +57,12 @@ def load_dataset(name: str, *, root: Optional[str] = None, seed: int = 0,
                  test_fraction: float = 0.2, **args) -> Dataset:
     """Load the dataset registered as ``name`` (``fedsim list datasets``)."""
     return create("datasets", name, root=root, seed=seed, test_fraction=test_fraction, **args)
+
+
+def class_count(name: str, args: dict) -> int:
+    """How many classes dataset ``name`` has with (valid) ``args``, without loading it."""
+    loader = lookup("datasets", name)
+    return loader.class_count({**defaults(loader), **args})
 
 
 def _check_test_fraction(test_fraction: float) -> None:
@@ -94,8 +100,12 @@ def _from_arrays(name: str, images: np.ndarray, labels: np.ndarray, train_idx: n
 
 # --------------------------------------------------------------------------- digits
 
+def _ten_classes(args) -> int:
+    return 10
+
+
 @register("datasets", "digits")
-@declare({})
+@declare({}, class_count=_ten_classes)
 def load_digits(*, root: Optional[str] = None, seed: int = 0, test_fraction: float = 0.2) -> Dataset:
     """scikit-learn's 8x8 handwritten digits (UCI ML optical recognition), /16 to [0, 1].
 
@@ -247,7 +257,7 @@ def read_idx(path: Path) -> np.ndarray:
 
 
 @register("datasets", "fashion_mnist")
-@declare({"download": Boolean()})
+@declare({"download": Boolean()}, class_count=_ten_classes)
 def load_fashion_mnist(*, root: Optional[str] = None, seed: int = 0, test_fraction: float = 0.2,
                        download: bool = True) -> Dataset:
     """Fashion-MNIST (28x28 grey, 10 classes), official split; pixels /255.
@@ -284,7 +294,7 @@ def _synthetic_run(args, facts):
 
 @register("datasets", "synthetic")
 @declare({"n_samples": Interval(int, 4, None), "dim": Interval(int, 1, None), "n_classes": Interval(int, 2, None),
-          "separation": Interval(float, 0, None)}, _synthetic_run)
+          "separation": Interval(float, 0, None)}, _synthetic_run, class_count=lambda args: args["n_classes"])
 def load_synthetic(*, root: Optional[str] = None, seed: int = 0, test_fraction: float = 0.2,
                    n_samples: int = 10000, dim: int = 32, n_classes: int = 10,
                    separation: float = 3.0) -> Dataset:
