@@ -104,20 +104,18 @@ class _DistanceBoundedAttack(Attack):
         return send_to_all(view, per_sender)
 
 
-@register("attacks", "min_max")
-class MinMax(_DistanceBoundedAttack):
-    """Min-Max: the farthest step along ``p`` that stays as close to every honest update as they are to each other.
+_DOC = """{title}: the farthest step along ``p`` whose distances to the honest updates stay {typical}.
     Shejwalkar & Houmansadr 2021, "Manipulating the Byzantine: optimizing model poisoning
     attacks and defenses for federated learning", NDSS (AGR-agnostic attack).
 
     With honest updates ``u_i`` (observed heads minus the sender's head at the start of
     the round), ``mu`` their mean and ``p`` a perturbation, every Byzantine peer sends
     ``reference + mu + gamma p`` with the largest gamma for which
-    ``max_i ||m - u_i||^2 <= max_{i,j} ||u_i - u_j||^2`` (:func:`min_max_update`).
+    {constraint} (:func:`{solver}`).
 
     Parameters
     ----------
-    perturbation : {"unit_vec", "sign", "std"}, default "std"
+    perturbation : {{"unit_vec", "sign", "std"}}, default "std"
         ``p``: ``-mu / ||mu||``, ``-sign(mu)`` or ``-std(u)``.
     gamma_init : float > 0, default 10
         The search's first gamma (as in the authors' code).
@@ -129,7 +127,7 @@ class MinMax(_DistanceBoundedAttack):
     ``perturbation="std"`` is the inverse standard deviation, which the paper reports as
     the most effective perturbation for these attacks; its released code's function
     default is ``unit_vec``. gamma is found by the paper's halving search
-    (:func:`halving_search`).
+    (:func:`halving_search`).{note}
 
     References
     ----------
@@ -139,57 +137,26 @@ class MinMax(_DistanceBoundedAttack):
     Examples
     --------
     >>> from fedsim.examples import example_view, rounded
-    >>> view = example_view()  # peers 5 and 6 attack peer 0; they observe the 5 honest heads
-    >>> rounded(MinMax().craft(view)[(5, 0)])  # the honest mean, pushed against its spread
+    >>> rounded({cls}().craft(example_view())[(5, 0)])  # the honest mean, pushed against its spread
     tensor([[ 0.9100, -0.0900, -0.0900],
             [-0.0900,  0.9100, -0.0900]])
     """
 
+
+@register("attacks", "min_max")
+class MinMax(_DistanceBoundedAttack):
+    __doc__ = _DOC.format(title="Min-Max", typical="within the honest updates' largest pairwise distance",
+                          constraint="``max_i ||m - u_i||^2 <= max_{i,j} ||u_i - u_j||^2``",
+                          solver="min_max_update", note="", cls="MinMax")
     name = "min_max"
     _solve = staticmethod(min_max_update)
 
 
 @register("attacks", "min_sum")
 class MinSum(_DistanceBoundedAttack):
-    """Min-Sum: the farthest step along ``p`` whose summed distance to the honest updates stays typical.
-    Shejwalkar & Houmansadr 2021, "Manipulating the Byzantine: optimizing model poisoning
-    attacks and defenses for federated learning", NDSS (AGR-agnostic attack).
-
-    With honest updates ``u_i`` (observed heads minus the sender's head at the start of
-    the round), ``mu`` their mean and ``p`` a perturbation, every Byzantine peer sends
-    ``reference + mu + gamma p`` with the largest gamma for which
-    ``sum_i ||m - u_i||^2 <= max_i sum_j ||u_i - u_j||^2`` (:func:`min_sum_update`).
-
-    Parameters
-    ----------
-    perturbation : {"unit_vec", "sign", "std"}, default "std"
-        ``p``: ``-mu / ||mu||``, ``-sign(mu)`` or ``-std(u)``.
-    gamma_init : float > 0, default 10
-        The search's first gamma (as in the authors' code).
-    tolerance : float > 0, default 1e-5
-        The search stops when gamma moves by at most this (as in the authors' code).
-
-    Notes
-    -----
-    ``perturbation="std"`` is the inverse standard deviation, which the paper reports as
-    the most effective perturbation for these attacks; its released code's function
-    default is ``unit_vec``. gamma is found by the paper's halving search
-    (:func:`halving_search`). The bound is the paper's; the authors' code compares
-    with the *min* over ``i`` instead.
-
-    References
-    ----------
-    .. [1] V. Shejwalkar, A. Houmansadr, "Manipulating the Byzantine: optimizing model
-       poisoning attacks and defenses for federated learning", NDSS 2021.
-
-    Examples
-    --------
-    >>> from fedsim.examples import example_view, rounded
-    >>> view = example_view()  # peers 5 and 6 attack peer 0; they observe the 5 honest heads
-    >>> rounded(MinSum().craft(view)[(5, 0)])
-    tensor([[ 0.9100, -0.0900, -0.0900],
-            [-0.0900,  0.9100, -0.0900]])
-    """
-
+    __doc__ = _DOC.format(title="Min-Sum", typical="no larger in sum than an honest update's",
+                          constraint="``sum_i ||m - u_i||^2 <= max_i sum_j ||u_i - u_j||^2``",
+                          solver="min_sum_update", cls="MinSum",
+                          note=" The bound is the paper's; the authors' code compares with the *min* over ``i``.")
     name = "min_sum"
     _solve = staticmethod(min_sum_update)

@@ -50,7 +50,6 @@ class DLG(InversionAttack):
 
     Examples
     --------
-    >>> import torch
     >>> from fedsim.examples import example_update, rounded
     >>> update = example_update()  # one SGD step on the private sample [0.9, 0.1] of class 0
     >>> backbone = torch.nn.Identity()  # a toy backbone: an image is its feature vector

@@ -60,6 +60,29 @@ def search_latent(matcher: _Matcher, generator: torch.nn.Module, z: torch.Tensor
     return z.detach()
 
 
+def best_generated(update: VictimUpdate, backbone: torch.nn.Module, generator: torch.nn.Module,
+                   rng: Optional[torch.Generator], restarts: int, candidates) -> Reconstruction:
+    """The images with the smallest matching loss among those ``candidates(matcher, z0)``
+    yields, over ``restarts`` latent draws ``z0 ~ N(0, I)`` (labels inferred from the
+    update); backbone and generator stay frozen."""
+    rng = default_rng(rng)
+    labels = labels_per_step(infer_labels(update), update.local_steps, update.batch_size)
+    best = None
+    with frozen(backbone), frozen(generator):
+        matcher = _Matcher(update, backbone, labels)
+        for _ in range(restarts):
+            z0 = torch.randn(update.n_samples, generator.latent_dim, generator=rng)
+            for images in candidates(matcher, z0):
+                with torch.no_grad():
+                    distance = float(matcher(images))
+                if best is None or distance < best[0]:
+                    best = (distance, images)
+        images = best[1].reshape(matcher.shape)
+        with torch.no_grad():
+            feats = matcher.features(images)
+    return Reconstruction(images=images, labels=labels, features=feats)
+
+
 @register("inversions", "gan_latent")
 class GANLatent(InversionAttack):
     """Latent search: find generator codes whose images reproduce the observed update.
@@ -105,7 +128,6 @@ class GANLatent(InversionAttack):
     A run needs a generator trained on public images (:mod:`attacks.inversion.generator`);
     the prior it keeps the codes near:
 
-    >>> import torch
     >>> latent_prior(torch.tensor([[1.0, -1.0], [2.0, 0.0]]))  # on the sphere, then off it
     tensor(0.5000)
     """
@@ -126,20 +148,11 @@ class GANLatent(InversionAttack):
                     generator: Optional[torch.nn.Module] = None,
                     rng: Optional[torch.Generator] = None) -> Reconstruction:
         generator = require_generator(generator, self.name, update)
-        rng = default_rng(rng)
-        labels = labels_per_step(infer_labels(update), update.local_steps, update.batch_size)
-        best = None
-        with frozen(backbone), frozen(generator):
-            matcher = _Matcher(update, backbone, labels)
-            for _ in range(self.restarts):
-                z0 = torch.randn(update.n_samples, generator.latent_dim, generator=rng)
-                z = search_latent(matcher, generator, z0, self.iterations, self.lr, self.latent_weight)
-                with torch.no_grad():
-                    images = generator(z)
-                    distance = float(matcher(images))
-                if best is None or distance < best[0]:
-                    best = (distance, images)
-            images = best[1].reshape(matcher.shape)
+
+        def candidates(matcher, z0):
+            z = search_latent(matcher, generator, z0, self.iterations, self.lr, self.latent_weight)
             with torch.no_grad():
-                feats = matcher.features(images)
-        return Reconstruction(images=images, labels=labels, features=feats)
+                images = generator(z)
+            yield images
+
+        return best_generated(update, backbone, generator, rng, self.restarts, candidates)

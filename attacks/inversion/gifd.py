@@ -5,11 +5,9 @@ from typing import Optional, Sequence
 
 import torch
 
-from attacks.inversion.base import (InversionAttack, Reconstruction, VictimUpdate, default_rng,
-                                    frozen)
-from attacks.inversion.gan_latent import _Matcher, require_generator, search_latent
+from attacks.inversion.base import InversionAttack, Reconstruction, VictimUpdate
+from attacks.inversion.gan_latent import _Matcher, best_generated, require_generator, search_latent
 from attacks.inversion.generator import prepared_generator
-from attacks.inversion.labels import infer_labels, labels_per_step
 from fedsim.params import Interval, ListOf
 from fedsim.registry import register
 
@@ -108,7 +106,6 @@ class GIFD(InversionAttack):
     A run needs a generator trained on public images (:mod:`attacks.inversion.generator`);
     the projection each feature stage ends with:
 
-    >>> import torch
     >>> project_l1_ball(torch.tensor([3.0, 1.0]), torch.zeros(2), 2.0)  # onto ||y||_1 <= 2
     tensor([2., 0.])
     """
@@ -144,28 +141,20 @@ class GIFD(InversionAttack):
         if self.radii is not None and len(self.radii) != n_stages - 1:
             raise ValueError(f"gifd: radii needs one radius per intermediate stage ({n_stages - 1}); "
                              f"got {len(self.radii)}")
-        rng = default_rng(rng)
-        labels = labels_per_step(infer_labels(update), update.local_steps, update.batch_size)
-        best = None
-        with frozen(backbone), frozen(generator):
-            matcher = _Matcher(update, backbone, labels)
-            for _ in range(self.restarts):
-                z0 = torch.randn(update.n_samples, generator.latent_dim, generator=rng)
-                h = search_latent(matcher, generator, z0, self.latent_iterations, self.lr, self.latent_weight)
-                for stage in range(n_stages):
-                    if stage > 0:
-                        with torch.no_grad():
-                            start = generator.blocks[stage - 1](h)
-                        h = self._optimise_stage(matcher, generator, stage, start)
+
+        def candidates(matcher, z0):
+            """The images of every stage, one after the other."""
+            h = search_latent(matcher, generator, z0, self.latent_iterations, self.lr, self.latent_weight)
+            for stage in range(n_stages):
+                if stage > 0:
                     with torch.no_grad():
-                        images = generator.forward_from(h, stage)
-                        distance = float(matcher(images))
-                    if best is None or distance < best[0]:
-                        best = (distance, images)
-            images = best[1].reshape(matcher.shape)
-            with torch.no_grad():
-                feats = matcher.features(images)
-        return Reconstruction(images=images, labels=labels, features=feats)
+                        start = generator.blocks[stage - 1](h)
+                    h = self._optimise_stage(matcher, generator, stage, start)
+                with torch.no_grad():
+                    images = generator.forward_from(h, stage)
+                yield images
+
+        return best_generated(update, backbone, generator, rng, self.restarts, candidates)
 
     def _optimise_stage(self, matcher: _Matcher, generator: torch.nn.Module, stage: int,
                         start: torch.Tensor) -> torch.Tensor:

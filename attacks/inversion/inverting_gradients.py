@@ -60,12 +60,10 @@ class InvertingGradients(InversionAttack):
 
     Examples
     --------
-    >>> import torch
     >>> from fedsim.examples import example_update, rounded
     >>> update = example_update()  # one SGD step on the private sample [0.9, 0.1] of class 0
-    >>> backbone = torch.nn.Identity()  # a toy backbone: an image is its feature vector
     >>> attack = InvertingGradients(iterations=100, restarts=1)
-    >>> result = attack.reconstruct(update, backbone, rng=torch.Generator().manual_seed(0))
+    >>> result = attack.reconstruct(update, torch.nn.Identity(), rng=torch.Generator().manual_seed(0))
     >>> rounded(result.images), result.labels
     (tensor([[[0.9000, 0.1000]]]), tensor([[0]]))
     """

@@ -99,7 +99,6 @@ class NoPrivacy(PrivacyDefense):
 
     Examples
     --------
-    >>> import torch
     >>> from fedsim.examples import example_heads, rounded
     >>> delta = example_heads()[1][0]  # honest neighbour 1's update (heads start at zero)
     >>> delta
@@ -156,12 +155,8 @@ class DPGaussian(PrivacyDefense):
 
     Examples
     --------
-    >>> import torch
     >>> from fedsim.examples import example_heads, rounded
-    >>> delta = example_heads()[1][0]  # honest neighbour 1's update (heads start at zero)
-    >>> delta
-    tensor([[1.1000, 0.0000, 0.1000],
-            [0.0000, 0.9000, 0.0000]])
+    >>> delta = example_heads()[1][0]  # honest neighbour 1's update [[1.1, 0, 0.1], [0, 0.9, 0]]
     >>> rounded(DPGaussian(noise_multiplier=0.0).apply(delta, torch.Generator()))  # norm 1.42 -> 1
     tensor([[0.7700, 0.0000, 0.0700],
             [0.0000, 0.6300, 0.0000]])
@@ -229,12 +224,8 @@ class TopK(PrivacyDefense):
 
     Examples
     --------
-    >>> import torch
     >>> from fedsim.examples import example_heads, rounded
-    >>> delta = example_heads()[1][0]  # honest neighbour 1's update (heads start at zero)
-    >>> delta
-    tensor([[1.1000, 0.0000, 0.1000],
-            [0.0000, 0.9000, 0.0000]])
+    >>> delta = example_heads()[1][0]  # honest neighbour 1's update [[1.1, 0, 0.1], [0, 0.9, 0]]
     >>> TopK(k=2).apply(delta), TopK(k=2).bytes_per_message(delta.numel())
     (tensor([[1.1000, 0.0000, 0.0000],
             [0.0000, 0.9000, 0.0000]]), 16)
@@ -316,12 +307,8 @@ class StochasticQuantization(PrivacyDefense):
 
     Examples
     --------
-    >>> import torch
     >>> from fedsim.examples import example_heads, rounded
-    >>> delta = example_heads()[1][0]  # honest neighbour 1's update (heads start at zero)
-    >>> delta
-    tensor([[1.1000, 0.0000, 0.1000],
-            [0.0000, 0.9000, 0.0000]])
+    >>> delta = example_heads()[1][0]  # honest neighbour 1's update [[1.1, 0, 0.1], [0, 0.9, 0]]
     >>> StochasticQuantization(bits=2).apply(delta, torch.Generator().manual_seed(0))  # 0 or +-s
     tensor([[1.1000, 0.0000, 0.0000],
             [0.0000, 1.1000, 0.0000]])
