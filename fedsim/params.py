@@ -24,6 +24,12 @@ Every violation is one :class:`ParameterError` in one format::
     defense.args.f: must be an int >= 0; got 1.5
 
 (the key path prefix is given by the caller; ``f: ...`` when called directly).
+
+The validator runs wherever a plugin is built from arguments: ``registry.create`` (so
+``get_defense``, ``get_attack`` and the engine) and scenario validation
+(``fedsim.config.check_semantics``, with the run's facts). A plugin's ``__init__`` only
+converts (``float(x)``); calling a class directly skips validation, as constructing a
+scikit-learn estimator does.
 """
 from __future__ import annotations
 
