@@ -40,7 +40,9 @@ def table_metrics(target: float) -> list[Metric]:
 
 
 def rounds_to_accuracy(rows: list[dict], target: float) -> Optional[int]:
-    """First evaluated round whose ``accuracy_mean`` reaches ``target``; None if none does."""
+    """First evaluated round whose ``accuracy_mean`` reaches ``target``; None if none does.
+    summary.json's own ``rounds_to_accuracy`` (same definition, the run's
+    ``output.target_accuracy``, which the sweep sets) is used where the runner wrote one."""
     return next((r["round"] for r in rows if r["accuracy_mean"] >= target), None)
 
 
@@ -58,7 +60,8 @@ def run_row(sweep: Sweep, cell, seed: int, run_dir: Path, relative: str) -> dict
     row.update({"seed": seed, "run_dir": relative})
     row.update({f"final_{k}": final[k] for k in FINAL_KEYS if k in final})
     row["best_accuracy_mean"] = summary["best_accuracy_mean"]
-    row["rounds_to_accuracy"] = rounds_to_accuracy(metrics, sweep.target_accuracy)
+    row["rounds_to_accuracy"] = summary["rounds_to_accuracy"] if "rounds_to_accuracy" in summary \
+        else rounds_to_accuracy(metrics, sweep.target_accuracy)
     row["rounds_to_90pct_final"] = summary.get("rounds_to_90pct_final")
     row["n_byzantine"] = summary.get("n_byzantine")
     row["bytes_sent"] = summary["bytes_sent"]

@@ -160,6 +160,7 @@ BAD = [
     ({"axes": {"defense.name": ["mean"]}, "zip": {"defense.name": ["krum"]}}, ["zip.defense.name", "already"]),
     ({"axis": {"defense.name": ["mean"]}}, ["axis", "unknown sweep key", "axes"]),
     ({"target_accuracy": 1.5}, ["target_accuracy"]),
+    ({"axes": {"output.target_accuracy": [0.5, 0.8]}}, ["axes.output.target_accuracy", "target_accuracy:"]),
     ({"base": "missing.yaml"}, ["base", "missing.yaml"]),
 ]
 
@@ -182,6 +183,21 @@ def test_layout_flags_must_name_swept_keys_of_two_factors(tmp_path, capsys):
     assert "--rows: 'training.lr' is not a swept key" in capsys.readouterr().err
     assert main(["sweep", str(path), "--dry-run", "--rows", "defense.name", "--cols", "defense.args"]) == 2
     assert "vary together" in capsys.readouterr().err
+
+
+def test_rounds_to_accuracy_uses_the_sweeps_target(tmp_path):
+    path = write_sweep(tmp_path, {"base": tiny_scenario(**{"rounds": 4}), "axes": {"training.lr": [0.02, 0.1]},
+                                  "target_accuracy": 0.3})
+    assert main(["sweep", str(path), "--jobs", "1", "--out", str(tmp_path / "o"), "--no-progress"]) == 0
+    results = read_csv(tmp_path / "o" / "results.csv")
+    assert len(results) == 2
+    for row in results:
+        run = tmp_path / "o" / row["run_dir"]
+        assert yaml.safe_load((run / "config.yaml").read_text())["output"]["target_accuracy"] == 0.3
+        accuracy = [json.loads(l)["accuracy_mean"] for l in (run / "metrics.jsonl").read_text().splitlines()]
+        reached = [k + 1 for k, a in enumerate(accuracy) if a >= 0.3]  # rounds 1..4, all evaluated
+        assert row["rounds_to_accuracy"] == (str(reached[0]) if reached else "")
+    assert "Rounds to accuracy >= 0.3" in (tmp_path / "o" / "table.md").read_text()
 
 
 def _sweep_body(rounds):

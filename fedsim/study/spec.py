@@ -11,7 +11,8 @@ A sweep file is YAML::
       defense.name: [mean, trimmed_mean]
       defense.args: [{}, {f: 2}]
     seeds: 3                         # or [0, 1, 2]; default: the base scenario's seed
-    target_accuracy: 0.9             # absolute target of rounds_to_accuracy (default 0.9)
+    target_accuracy: 0.9             # rounds_to_accuracy's target, set as every run's output.target_accuracy
+                                     # (default: the base's output.target_accuracy)
     rows: defense.name               # default table layout (--rows / --cols override)
     cols: adversary.attack.name
 
@@ -38,7 +39,8 @@ from fedsim import config as cfg
 
 SWEEP_KEYS = ("name", "base", "axes", "zip", "seeds", "target_accuracy", "rows", "cols")
 # Keys a sweep may not vary: the seed has its own entry, the run directory is the sweep's.
-RESERVED_KEYS = {"seed": "use the sweep's `seeds:` entry", "output.dir": "each run's directory is set by the sweep"}
+RESERVED_KEYS = {"seed": "use the sweep's `seeds:` entry", "output.dir": "each run's directory is set by the sweep",
+                 "output.target_accuracy": "use the sweep's `target_accuracy:` entry"}
 
 
 def render(value: Any) -> str:
@@ -115,11 +117,12 @@ class Sweep:
         return next(i for i, f in enumerate(self.factors) if key in f.keys)
 
     def scenario(self, cell: Cell, seed: int) -> dict:
-        """The base with the cell's settings and the seed."""
+        """The base with the cell's settings, the seed and the sweep's target accuracy."""
         data = copy.deepcopy(self.base)
         for key, value in cell.settings.items():
             set_key(data, key, copy.deepcopy(value))
         data["seed"] = seed
+        set_key(data, "output.target_accuracy", self.target_accuracy)
         return data
 
     def runs(self):
@@ -273,7 +276,7 @@ def load(path, overrides=None, data: Optional[dict] = None) -> Sweep:
     base = _base(raw, path, err)
     base = cfg.apply_overrides(base, overrides)
     factors = _factors(raw, err)
-    target = raw.get("target_accuracy", 0.9)
+    target = raw.get("target_accuracy", (base.get("output") or {}).get("target_accuracy", 0.9))
     if isinstance(target, bool) or not isinstance(target, (int, float)) or not 0 < target <= 1:
         raise err("target_accuracy", f"must be a number in (0, 1] (got {target!r})")
     name = raw.get("name", path.stem)
