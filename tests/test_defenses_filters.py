@@ -44,9 +44,16 @@ def filter_ctx(loss="linear"):
     return context(train_features=X, train_labels=Y, loss=loss)
 
 
+# The filters as they were before the defaults followed the public Mozi code
+# (tests/test_byzantine_fidelity.py checks the new defaults): every sample, the
+# trained head as the loss reference, ceil(rho k), own head when nothing passes.
+MOZI_PAPER = {"batch_size": None, "selection": "ceil", "if_none": "own", "loss_reference": "trained"}
+UBAR_TRAINED = {"loss_reference": "trained"}
+
+
 @pytest.mark.parametrize("name", ["mozi", "ubar"])
 def test_two_stage_filter_by_hand(name):
-    extra = {"batch_size": None} if name == "ubar" else {}
+    extra = {"batch_size": None, **UBAR_TRAINED} if name == "ubar" else MOZI_PAPER
     # rho = 0.5, k = 4: the 2 nearest are R2 (0.566), R4 (0.707); only R4 has a loss
     # <= own's, so merged = 0.5 own + 0.5 R4 = [[1.25, 0], [-1.25, 0]].
     rule = get_defense(name, rho=0.5, alpha=0.5, **extra)
@@ -59,7 +66,7 @@ def test_two_stage_filter_by_hand(name):
 
 def test_mozi_rejects_the_nearest_head_when_its_loss_is_higher():
     # rho = 0.25 keeps only R2, the nearest; its loss is higher, so Mozi keeps own.
-    rule = get_defense("mozi", rho=0.25)
+    rule = get_defense("mozi", rho=0.25, **MOZI_PAPER)
     assert torch.equal(rule.aggregate(OWN, RECEIVED, filter_ctx()), OWN)
     # Under the l2svm loss too: own's margins are exactly 1, loss 0; R2's loss is
     # 2 * (1 - 0.6)^2 = 0.32 > 0.
@@ -71,9 +78,10 @@ def test_ubar_keeps_the_best_candidate_when_none_passes():
     # beats own (0.127). UBAR keeps argmin = R2: 0.5 * 1 + 0.5 * 0.6 = 0.8.
     zero = torch.zeros(2, 2)
     received = torch.stack([R2, zero])
-    ubar = get_defense("ubar", rho=1.0, batch_size=None)
+    ubar = get_defense("ubar", rho=1.0, batch_size=None, **UBAR_TRAINED)
     assert torch.allclose(ubar.aggregate(OWN, received, filter_ctx()), heads([0.8, 0.0], [-0.8, 0.0]))
-    assert torch.equal(get_defense("mozi", rho=1.0).aggregate(OWN, received, filter_ctx()), OWN)
+    mozi = get_defense("mozi", rho=1.0, **MOZI_PAPER)
+    assert torch.equal(mozi.aggregate(OWN, received, filter_ctx()), OWN)
 
 
 def test_ubar_evaluates_a_minibatch_drawn_with_ctx_rng():
@@ -92,12 +100,12 @@ def test_ubar_evaluates_a_minibatch_drawn_with_ctx_rng():
                       rng=torch.Generator().manual_seed(seed))
         row = int(torch.randperm(2, generator=torch.Generator().manual_seed(seed))[0])
         rows_seen.add(row)
-        out = get_defense("ubar", rho=1.0, alpha=0.5, batch_size=1).aggregate(own, received, ctx)
+        out = get_defense("ubar", rho=1.0, alpha=0.5, batch_size=1, **UBAR_TRAINED).aggregate(own, received, ctx)
         assert torch.allclose(out, 0.5 * received[row])
     assert rows_seen == {0, 1}
     # On the whole data set A and B tie with own (mean loss 1.127 > log 2 = 0.693):
     # neither passes; UBAR keeps the first best (A).
-    full = get_defense("ubar", rho=1.0, batch_size=None).aggregate(own, received, context(
+    full = get_defense("ubar", rho=1.0, batch_size=None, **UBAR_TRAINED).aggregate(own, received, context(
         train_features=features, train_labels=labels))
     assert torch.allclose(full, 0.5 * head_a)
 
@@ -122,7 +130,7 @@ def test_balance_by_hand():
     # t = T: threshold 1.5 / e = 0.552 -> nothing accepted -> own.
     assert torch.equal(rule.aggregate(B_OWN, B_RECEIVED, context(round=10)), B_OWN)
     # Without total_rounds: no decay, same as t = 0.
-    no_decay = get_defense("balance", total_rounds=None).aggregate(B_OWN, B_RECEIVED, context(round=10))
+    no_decay = get_defense("balance", gamma=0.3, total_rounds=None).aggregate(B_OWN, B_RECEIVED, context(round=10))
     assert torch.allclose(no_decay, heads([3.225, 0.0], [0.0, 4.2375]))
 
 
