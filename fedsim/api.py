@@ -81,6 +81,10 @@ class PeerContext:
     degree: the peer's own degree in this round's graph.
     sender_degrees: ``[k]`` each sender's degree in this round's graph (for
         Metropolis-Hastings weights ``1 / (1 + max(degree, sender_degree))``).
+    sender_class_overlap: ``[k]`` how many classes this peer shares with each sender,
+        as private set intersection cardinality would reveal (Bristle's phi); a
+        Byzantine sender that states another class count than its own is taken to
+        claim this peer's classes first (``fedsim.engine.exchange.class_overlap``).
     """
 
     peer_id: int
@@ -100,6 +104,7 @@ class PeerContext:
     byzantine_neighbours: int = 0
     degree: int = 0
     sender_degrees: Optional[torch.Tensor] = None
+    sender_class_overlap: Optional[torch.Tensor] = None
 
 
 @dataclass

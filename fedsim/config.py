@@ -99,6 +99,10 @@ class Training(_Strict):
     weight_decay: float = Field(0.0, ge=0, description="L2 weight decay of local training")
     missing_class_scale: float = Field(1.0, ge=0, le=1,
                                        description="logit scale of classes a peer lacks (FedRS; 1 = plain softmax, 0 = restricted)")
+    # Bristle's reference (Node.kt updateCW): "keep" sends the rows of classes a peer lacks as
+    # they were before local training; the peer's own head keeps every trained row.
+    missing_class_rows: Literal["train", "keep"] = Field("train",
+                                                         description="rows of lacking classes sent as trained (train) or as before training (keep)")
 
 
 class Topology(_Strict):
@@ -152,12 +156,12 @@ class Output(_Strict):
     checkpoint_every: int = Field(10, ge=0, description="checkpoint every k rounds (0: only the last)")
     plots: bool = Field(True, description="draw figures into plots/ at the end")
     tensorboard: bool = Field(False, description="also write TensorBoard event files to tensorboard/ (tensorboardX)")
+    target_accuracy: float = Field(0.9, gt=0, le=1, description="summary.json's rounds_to_accuracy: the first "
+                                   "evaluated round whose accuracy_mean reaches it (Bristle's 90%)")
 
 
 class Scenario(_Strict):
     name: str = Field("scenario", description="scenario name (names the run directory)")
-    target_accuracy: float = Field(0.9, gt=0, le=1, description="summary.json's rounds_to_accuracy: the first "
-                                   "evaluated round whose accuracy_mean reaches it (Bristle's 90%)")
     seed: int = Field(0, ge=0, le=2**64 - 1, description="seed of every random draw")
     rounds: int = Field(30, ge=1, description="communication rounds")
     eval_every: int = Field(1, ge=1, description="evaluate every k rounds (and the last)")
@@ -431,17 +435,18 @@ def _check_args(source, key, kind, name, args: dict, facts):
 
 
 def run_facts(s: Scenario, graph) -> RunFacts:
-    """What the scenario fixes about the run, for the plugins' ``check_run`` hooks. The
+    """What the scenario fixes about the run, for the plugins' ``check_run`` hooks (the
+    number of classes from the dataset's declaration, without loading it). The
     neighbour counts come from the graph when it is static (a resampled graph may
     differ from round to round: then only ``n_peers`` bounds them)."""
     degrees = [d for _, d in graph.degree()] if s.topology.resample_every == 0 and len(graph) else None
+    from fedsim.data.datasets import class_count
     return RunFacts(n_peers=s.topology.n_peers, n_byzantine=adversary_count(s),
                     min_neighbours=min(degrees) if degrees else None,
                     max_neighbours=max(degrees) if degrees else None,
                     n_classes=class_count(s.data.dataset, s.data.args))
 
 
-    from fedsim.data.datasets import class_count
 def adversary_count(scenario: Scenario) -> int:
     adv = scenario.adversary
     n = scenario.topology.n_peers
@@ -526,14 +531,14 @@ def check_semantics(s: Scenario, source: str) -> None:
     _check_name(source, "model.head", "heads", s.model.head)
     if s.model.pretrain.classes is not None and not s.model.pretrain.classes:
         raise ScenarioError(f"{source}: model.pretrain.classes: must be null or a non-empty list")
+    _check_args(source, "data.args", "datasets", s.data.dataset, s.data.args, RunFacts())
+    _check_args(source, "model.backbone_args", "backbones", s.model.backbone, s.model.backbone_args, RunFacts())
     builder = _check_name(source, "topology.kind", "topologies", s.topology.kind)
+    _check_args(source, "topology.args", "topologies", s.topology.kind, s.topology.args, RunFacts(n_peers=n))
     from fedsim.topology import TopologyError
     try:
         graph = builder(n, seed=s.seed, **s.topology.args)
-    _check_args(source, "data.args", "datasets", s.data.dataset, s.data.args, RunFacts())
-    _check_args(source, "model.backbone_args", "backbones", s.model.backbone, s.model.backbone_args, RunFacts())
     except TypeError as exc:
-    _check_args(source, "topology.args", "topologies", s.topology.kind, s.topology.args, RunFacts(n_peers=n))
         raise ScenarioError(f"{source}: topology.args: {exc}") from None
     except (TopologyError, ValueError) as exc:
         raise ScenarioError(f"{source}: topology: {exc}") from None

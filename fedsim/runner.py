@@ -268,6 +268,11 @@ def rounds_to_fraction(rows: list[dict], fraction: float = 0.9) -> Optional[int]
     return next(r["round"] for r in rows if r["accuracy_mean"] >= goal)
 
 
+def rounds_to_accuracy(rows: list[dict], target: float) -> Optional[int]:
+    """First evaluated round whose accuracy_mean is at least ``target``; None if none is."""
+    return next((r["round"] for r in rows if r["accuracy_mean"] >= target), None)
+
+
 def make_summary(s, world, rows, totals, warnings, loop_seconds, total_seconds) -> dict:
     adv = s.adversary
     final = rows[-1] if rows else {}
@@ -283,6 +288,8 @@ def make_summary(s, world, rows, totals, warnings, loop_seconds, total_seconds) 
         "final": final,
         "best_accuracy_mean": max((r["accuracy_mean"] for r in rows), default=math.nan),
         "rounds_to_90pct_final": rounds_to_fraction(rows),
+        "target_accuracy": s.output.target_accuracy,
+        "rounds_to_accuracy": rounds_to_accuracy(rows, s.output.target_accuracy),
         "wall_time_s": round(total_seconds, 3),
         "loop_time_s": round(loop_seconds, 3),
         "bytes_sent": int(totals["bytes_sent"]),

@@ -7,7 +7,7 @@ from sklearn.metrics import f1_score
 
 from defenses import get_defense
 from defenses.aggregation.bristle import (certainty, class_scores, distance_thirds, draw_counts,
-                              f1_per_class, familiar_weights, foreign_weights, integrate,
+                              f1_per_class, familiar_weights, foreign_weights, integrate, center_weights,
                               local_test_subset, prioritize, select_classes)
 from fedsim.api import PeerContext
 
@@ -237,11 +237,18 @@ A = heads([-1, 0], [1, 0], [2, -10])
 B = heads([0, 0], [0, 1], [5, -10])
 
 
-def context(claimed=None, classes=(0, 1)):
+def context(claimed=None, classes=(0, 1), overlap=None):
     return PeerContext(peer_id=0, round=1, test_features=TEST_X, test_labels=TEST_Y,
                        classes=torch.tensor(classes), n_classes=3,
                        rng=torch.Generator().manual_seed(0),
-                       claimed_num_classes=None if claimed is None else torch.tensor(claimed))
+                       claimed_num_classes=None if claimed is None else torch.tensor(claimed),
+                       sender_class_overlap=None if overlap is None else torch.tensor(overlap))
+
+
+def bristle(**args):
+    """The rule without the final centring (D = 1 here: centring would zero every weight),
+    so that these tests check the integration; centring is tested on its own below."""
+    return get_defense("bristle", **{"center": False, **args})
 
 
 def test_bristle_end_to_end_by_hand():
@@ -252,7 +259,7 @@ def test_bristle_end_to_end_by_hand():
     # Row 0 = ([-1, 1] + 1.3476583 [-1, 0]) / 2.3476583 = [-1, 0.4259564];
     # Row 1 = ([1, -1.5] + 2.9560599 [1, 0]) / 3.9560599 = [1, -0.3791651];
     # Row 2 = ([0, -10] + 3.2427128 [2, -10]) / 4.2427128 = [1.5286035, -10].
-    rule = get_defense("bristle")
+    rule = bristle()
     merged = rule.aggregate(OWN, torch.stack([A, B]), context())
     expected = heads([-1, 0.4259564], [1, -0.3791651], [1.5286035, -10])
     assert torch.allclose(merged, expected, atol=1e-5)
@@ -262,7 +269,7 @@ def test_claimed_number_of_classes_limits_s_j():
     # A claims 1 class: its F1 ties (1, 1), so S_A = {0} (lower id). Familiar row 1 keeps
     # the own row; W_A uses score 13.92881 only: 10 sigmoid(0.1392881) - 4 = 1.3476583, so
     # row 2 = ([0, -10] + 1.3476583 [2, -10]) / 2.3476583 = [1.1480873, -10].
-    rule = get_defense("bristle")
+    rule = bristle(phi="claimed")
     merged = rule.aggregate(OWN, torch.stack([A]), context(claimed=[1]))
     assert torch.allclose(merged[0], heads([-1, 0.4259564])[0], atol=1e-5)
     assert torch.equal(merged[1], OWN[1])
@@ -280,9 +287,9 @@ def test_a_received_copy_of_the_own_head_changes_nothing():
     for scale in (1.0, 1.37, 0.291, 3.3):
         own = OWN * scale
         copies = own.expand(4, -1, -1).clone()
-        assert torch.equal(get_defense("bristle").aggregate(own, copies, context()), own)
+        assert torch.equal(bristle().aggregate(own, copies, context()), own)
         # beta = 2: the prioritizer now draws (thirds of 4 copies at distance 0).
-        assert torch.equal(get_defense("bristle", beta=2).aggregate(own, copies, context()), own)
+        assert torch.equal(bristle(beta=2).aggregate(own, copies, context()), own)
 
 
 def test_a_much_worse_head_leaves_the_familiar_rows_alone():
@@ -290,12 +297,12 @@ def test_a_much_worse_head_leaves_the_familiar_rows_alone():
     # d = 10/3 -> -(10/3)^5 = -411.5 -> clipped -100 -> weight 0 though cert = 2/3;
     # foreign: sigmoid(-8.23) -> weight 0. The result is A exactly.
     worse = heads([-1, -1], [1, -1], [0, 0.5])
-    merged = get_defense("bristle").aggregate(A, torch.stack([worse]), context())
+    merged = bristle().aggregate(A, torch.stack([worse]), context())
     assert torch.equal(merged, A)
 
 
 def test_nonfinite_heads_get_weight_zero_and_the_result_stays_finite():
-    rule = get_defense("bristle")
+    rule = bristle()
     bad = torch.stack([torch.full((3, 2), NAN), torch.full((3, 2), INF), torch.full((3, 2), -INF)])
     clean = rule.aggregate(OWN, torch.stack([A, B]), context())
     merged = rule.aggregate(OWN, torch.cat([torch.stack([A]), bad, torch.stack([B])]), context())
@@ -316,13 +323,31 @@ def test_test_size_keeps_the_first_samples_of_each_class():
     # class 0 score (10/3)^(3 + 2/3) = 82.64604, class 1 d = 10 -> 10^3 = 1000, cert 1:
     # w_A0 = 10 sigmoid(0.8264604) - 4 = 2.9560599, w_A1 = 10 sigmoid(10) - 4 = 5.9995460.
     # Row 1 = ([1, -1.5] + 5.999546 [1, 0]) / 6.999546 = [1, -0.2142996].
-    merged = get_defense("bristle", test_size=1).aggregate(OWN, torch.stack([A]), context())
+    merged = bristle(test_size=1).aggregate(OWN, torch.stack([A]), context())
     assert torch.allclose(merged[1], torch.tensor([1.0, -0.2142996]), atol=1e-5)
 
 
 def test_requires_a_local_test_set():
     with pytest.raises(ValueError, match="test set"):
-        get_defense("bristle").aggregate(OWN, torch.stack([A]), None)
+        bristle().aggregate(OWN, torch.stack([A]), None)
+
+
+# ------------------------------------------------- the reference's phi, centring, draw
+
+def test_phi_overlap_limits_s_j_like_a_claim_of_as_many_classes():
+    # Overlap 1 with A: S_A = {0} (F1 ties 1, 1 -> lower id), as in
+    # test_claimed_number_of_classes_limits_s_j: row 1 stays, row 2 = [1.1480873, -10].
+    merged = bristle().aggregate(OWN, torch.stack([A]), context(overlap=[1], claimed=[2]))
+    assert torch.allclose(merged[0], heads([-1, 0.4259564])[0], atol=1e-5)
+    assert torch.equal(merged[1], OWN[1])
+    assert torch.allclose(merged[2], torch.tensor([1.1480873, -10.0]), atol=1e-5)
+    # The stated count (2 = all familiar classes) is what phi="claimed" reads instead.
+    full = bristle().aggregate(OWN, torch.stack([A]), context())
+    assert torch.equal(bristle(phi="claimed").aggregate(OWN, torch.stack([A]),
+                                                        context(overlap=[1], claimed=[2])), full)
+    # A constant phi (the reference's SimulatedRunner uses 3) ignores both.
+    assert torch.equal(bristle(phi=1).aggregate(OWN, torch.stack([A]), context(overlap=[2], claimed=[2])),
+                       merged)
 
 
 def test_phi_overlap_zero_gives_the_sender_no_weight():

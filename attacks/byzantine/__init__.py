@@ -15,6 +15,7 @@ mimic               attacks/byzantine/mimic.py
 backdoor            attacks/byzantine/backdoor.py
 dissensus           attacks/byzantine/dissensus.py
 bristle_evasion     attacks/byzantine/bristle_evasion.py
+split_noise         attacks/byzantine/split_noise.py
 ==================  ==========================================
 
 ``_reference.py`` defines the head an update-based attack measures updates against.

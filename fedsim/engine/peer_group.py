@@ -196,6 +196,8 @@ class PeerGroup:
             byzantine_neighbours=int(is_byz_sender[sender_ids].sum()) if is_byz_sender is not None else 0,
             degree=int((senders >= 0).sum()),
             sender_degrees=degrees[sender_ids] if degrees is not None else None,
+            sender_class_overlap=exchange.class_overlap(self.class_membership, peer, sender_ids, claimed)
+            if self.class_membership is not None else None,
         )
 
     # ---------------------------------------------------------------- evaluation
