@@ -17,7 +17,8 @@ the number of classes) or on several arguments at once live in the plugin's opti
 ``check_run(args, facts)`` hook: ``args`` are the arguments with defaults filled in,
 ``facts`` a :class:`RunFacts` whose unknown fields are ``None``; it returns
 ``(argument, requirement)`` pairs, e.g. ``("f", "must be <= 4, the most neighbours a
-peer has")``.
+peer has")``. A pair may name a fact of the run instead (``("n_peers", "must be even for
+a dumbbell; got 5")``): its requirement then says what it got.
 
 Every violation is one :class:`ParameterError` in one format::
 
@@ -370,6 +371,8 @@ def validate(plugin: Callable, args: dict, *, name: str, prefix: str = "",
     problems = check_run(plugin, args, facts or RunFacts())
     if problems:
         arg, requirement = problems[0]
+        if arg not in declared:   # a fact of the run, not an argument: the requirement says what it is
+            raise ParameterError(f"{prefix + ': ' if prefix else ''}{arg} {requirement}")
         value = args.get(arg, defaults(plugin).get(arg))
         raise ParameterError(f"{_path(prefix, arg)}: {requirement}; got {value!r}")
 

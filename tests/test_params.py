@@ -228,3 +228,20 @@ def test_list_verbose_prints_parameters_defaults_constraints_paper_and_module(ca
     out = capsys.readouterr().out
     assert set(b.split()[0] for b in out.strip().split("\n\n")) == set(registry.names("defenses"))
     assert "  tol = 1e-06  (a finite number >= 0)" in out
+
+
+def test_a_run_fact_problem_names_the_fact_not_an_argument():
+    def needs_even_peers(args, facts):
+        return [("n_peers", f"must be even; got {facts.n_peers}")] if facts.n_peers % 2 else []
+
+    @params.declare({"k": Interval(int, 0, None)}, needs_even_peers)
+    def builder(n_peers, seed=0, k=1):
+        return k
+
+    params.validate(builder, {"k": 2}, name="toy", prefix="topology.args", facts=params.RunFacts(n_peers=4))
+    with pytest.raises(ParameterError) as info:
+        params.validate(builder, {"k": 2}, name="toy", prefix="topology.args", facts=params.RunFacts(n_peers=5))
+    assert str(info.value) == "topology.args: n_peers must be even; got 5"
+    with pytest.raises(ParameterError) as info:
+        params.validate(builder, {}, name="toy", facts=params.RunFacts(n_peers=5))
+    assert str(info.value) == "n_peers must be even; got 5"
