@@ -238,19 +238,25 @@ def peer_figures(run_dir: Path, graph: nx.Graph, byzantine, title: str) -> list[
     """From peers.csv: accuracy against hops to the nearest attacker (when there is one)
     and the topology coloured by final accuracy."""
     import csv
-    with open(run_dir / "peers.csv", newline="") as fh:
-        rows = list(csv.DictReader(fh))
+    from fedsim.results import RunDirError
+    try:
+        with open(run_dir / "peers.csv", newline="") as fh:
+            rows = [(int(r["round"]), int(r["peer"]), float(r["accuracy"]),
+                     None if r["hops_to_byzantine"] == "" else int(r["hops_to_byzantine"]))
+                    for r in csv.DictReader(fh)]
+    except (ValueError, KeyError, TypeError, UnicodeDecodeError) as exc:
+        raise RunDirError(f"{run_dir / 'peers.csv'}: not a per-peer table ({type(exc).__name__}: {exc})") from None
     if not rows:
         return []
-    last = max(int(r["round"]) for r in rows)
-    final = [r for r in rows if int(r["round"]) == last]
+    last = max(r[0] for r in rows)
+    final = [r for r in rows if r[0] == last]
     written = []
-    reachable = [r for r in final if r["hops_to_byzantine"] != ""]
+    reachable = [r for r in final if r[3] is not None]
     if reachable:
-        hops_plot([int(r["hops_to_byzantine"]) for r in reachable], [float(r["accuracy"]) for r in reachable],
+        hops_plot([r[3] for r in reachable], [r[2] for r in reachable],
                   run_dir / "plots" / "accuracy_vs_hops.png", f"{title}, round {last}")
         written.append(run_dir / "plots" / "accuracy_vs_hops.png")
-    topology_accuracy_plot(graph, {int(r["peer"]): float(r["accuracy"]) for r in final}, byzantine,
+    topology_accuracy_plot(graph, {r[1]: r[2] for r in final if r[1] in graph}, byzantine,
                            run_dir / "plots" / "topology_accuracy.png", title=f"{title}, round {last}")
     written.append(run_dir / "plots" / "topology_accuracy.png")
     return written

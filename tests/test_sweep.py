@@ -289,6 +289,16 @@ def test_resumed_run_rewrites_peers_csv_as_an_unbroken_run(tmp_path):
     assert (cut / "peers.csv").read_text() == (ref / "peers.csv").read_text()
 
 
+def test_plot_of_a_damaged_peers_csv_is_a_user_error(tmp_path, capsys):
+    _, run_dir = fedsim.run(tiny_scenario(**{"rounds": 1}), out=tmp_path / "r", progress=False)
+    assert main(["plot", str(run_dir)]) == 0
+    assert (run_dir / "plots" / "topology_accuracy.png").exists()
+    (run_dir / "peers.csv").write_text("round,peer,accuracy\n1,x,0.5\n")
+    assert main(["plot", str(run_dir)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("error: ") and "peers.csv" in err[-1]
+
+
 def _tfrecords(path):
     """The Event protos of a TensorBoard event file (TFRecord: length, crc, data, crc)."""
     from tensorboardX.proto.event_pb2 import Event
