@@ -80,6 +80,36 @@ def random_regular(n_peers: int, seed: int = 0, degree: int = 4) -> nx.Graph:
     return nx.random_regular_graph(degree, n_peers, seed=seed)
 
 
+def _dumbbell_run(args, facts):
+    if facts.n_peers is not None and (facts.n_peers % 2 or facts.n_peers < 4):
+        return [("n_peers", f"must be even and >= 4 for a dumbbell (two equal cliques); got {facts.n_peers}")]
+    return []
+
+
+@register("topologies", "dumbbell")
+@declare({"extra_edges": Interval(int, 0, None)}, _dumbbell_run)
+def dumbbell(n_peers: int, seed: int = 0, extra_edges: int = 0) -> nx.Graph:
+    """Two cliques joined by one edge, the graph of He, Karimireddy, Jaggi (2022),
+    "Byzantine-robust decentralized learning via ClippedGossip", as their code builds it
+    (epfml/byzantine-robust-decentralized-optimizer ``codes/graph_utils.py``,
+    ``Dumbbell``): cliques ``0..q-1`` and ``q..2q-1`` (``q = n_peers / 2``), the bridge
+    ``(0, 2q - 1)``, and ``extra_edges`` more edges between uniform random endpoints of
+    the two cliques (the code's ``r``; drawn with ``numpy.random.default_rng(seed)``).
+    Pair it with the ``label_groups`` partition (``classes_per_peer: 5``) for the paper's non-iid
+    dumbbell, where each clique holds half of the classes.
+    """
+    if n_peers % 2 or n_peers < 4:
+        raise TopologyError(f"dumbbell needs an even n_peers >= 4 (got {n_peers})")
+    q = n_peers // 2
+    graph = nx.complete_graph(q)
+    graph.add_edges_from((i + q, j + q) for i, j in nx.complete_graph(q).edges)
+    graph.add_edge(0, 2 * q - 1)
+    generator = np.random.default_rng(seed)
+    for _ in range(extra_edges):
+        graph.add_edge(int(generator.integers(0, q)), int(generator.integers(q, 2 * q)))
+    return graph
+
+
 @register("topologies", "erdos_renyi")
 @declare({"p": Interval(float, 0, 1)})
 def erdos_renyi(n_peers: int, seed: int = 0, p: float = 0.2) -> nx.Graph:

@@ -285,3 +285,23 @@ def test_ubar_compares_losses_with_the_previous_head():
     trained = get_defense("ubar", rho=1.0, batch_size=None, loss_reference="trained")
     assert torch.allclose(trained.aggregate(own, received, c), w_head(2.0))
     assert ce(0.9) < ce(0.5) < ce(0.4)
+
+
+# ------------------------------------------------------------------- reproduction settings
+def test_dumbbell_is_two_cliques_and_one_bridge():
+    from fedsim.topology import dumbbell
+    graph = dumbbell(8)
+    # Cliques {0..3} and {4..7}: 2 * C(4, 2) = 12 edges, plus the bridge (0, 7).
+    assert graph.number_of_edges() == 13 and graph.has_edge(0, 7)
+    assert sorted(d for _, d in graph.degree()) == [3] * 6 + [4, 4]
+    assert not graph.has_edge(1, 4)
+
+
+def test_label_groups_gives_each_block_its_own_classes():
+    from fedsim.data.partition import label_groups
+    labels = np.repeat(np.arange(6), 10)           # 6 classes, 10 samples each
+    parts = label_groups(labels, n_peers=4, seed=0, classes_per_peer=3)
+    held = [sorted(set(labels[p].tolist())) for p in parts]
+    assert held == [[0, 1, 2], [0, 1, 2], [3, 4, 5], [3, 4, 5]]
+    assert sorted(np.concatenate(parts).tolist()) == list(range(60))
+    assert [len(p) for p in parts] == [15, 15, 15, 15]

@@ -201,6 +201,36 @@ def cyclic(labels, n_peers: int, seed: int, classes_per_peer: int = 4) -> list[n
     return _sorted(np.concatenate(p) if p else _EMPTY for p in parts)
 
 
+@register("partitions", "label_groups")
+def label_groups(labels, n_peers: int, seed: int, classes_per_peer: int = 5) -> list[np.ndarray]:
+    """Label-separated split: the classes are cut into blocks of ``k = classes_per_peer``
+    consecutive classes (``0..k-1``, ``k..2k-1``, ...; the last may be shorter), the peers
+    into as many contiguous blocks (``numpy.array_split`` of ``0..n_peers-1``), and block
+    ``g``'s peers share the shuffled samples of block ``g``'s classes evenly: they hold
+    the same classes and no other block holds them. ``k = C / 2`` is the non-iid dumbbell
+    of He, Karimireddy, Jaggi (2022), ClippedGossip (``codes/sampler.py``,
+    ``DumbbellSampler`` with ``noniid = 1``: clique 1 holds labels ``0..C/2-1``, clique 2
+    the rest). Requires at least as many peers as blocks. Default ``k = 5``.
+    """
+    labels = _as_labels(labels)
+    n_peers = _check_n_peers(n_peers, len(labels))
+    n_classes = int(labels.max()) + 1
+    k = int(classes_per_peer)
+    if not 1 <= k <= n_classes:
+        raise ValueError(f"label_groups: classes_per_peer must be in [1, {n_classes}]; got {classes_per_peer}")
+    blocks = [np.arange(start, min(start + k, n_classes)) for start in range(0, n_classes, k)]
+    if len(blocks) > n_peers:
+        raise ValueError(f"label_groups: {len(blocks)} class blocks of {k} need at least as many peers; "
+                         f"got {n_peers}")
+    rng = np.random.default_rng(seed)
+    parts: list[np.ndarray] = [_EMPTY] * n_peers
+    for peers, classes in zip(np.array_split(np.arange(n_peers), len(blocks)), blocks):
+        idx = rng.permutation(np.flatnonzero(np.isin(labels, classes)))
+        for peer, piece in zip(peers, np.array_split(idx, len(peers))):
+            parts[int(peer)] = piece
+    return _sorted(parts)
+
+
 def local_test_split(indices, labels, test_per_class: int, seed) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``(train_idx, test_idx, classes)`` of one peer's samples (Bristle's kappa test set).
 
