@@ -67,7 +67,7 @@ class Dissensus(Attack):
     References
     ----------
     .. [1] L. He, S. P. Karimireddy, M. Jaggi, "Byzantine-robust decentralized learning
-       via ClippedGossip", arXiv:2202.01545, 2022.
+       via ClippedGossip", arXiv:2202.01545, 2022: the dissensus attack.
 
     Examples
     --------

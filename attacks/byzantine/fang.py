@@ -123,7 +123,7 @@ class FangKrum(Attack):
     References
     ----------
     .. [1] M. Fang, X. Cao, J. Jia, N. Gong, "Local model poisoning attacks to
-       Byzantine-robust federated learning", USENIX Security 2020.
+       Byzantine-robust federated learning", USENIX Security 2020: the Krum attack.
 
     Examples
     --------
@@ -178,7 +178,7 @@ class FangTrimmedMean(Attack):
     References
     ----------
     .. [1] M. Fang, X. Cao, J. Jia, N. Gong, "Local model poisoning attacks to
-       Byzantine-robust federated learning", USENIX Security 2020.
+       Byzantine-robust federated learning", USENIX Security 2020: the trimmed-mean attack.
 
     Examples
     --------

@@ -36,7 +36,7 @@ class GaussianNoise(Attack):
     .. [1] P. Blanchard, E. M. El Mhamdi, R. Guerraoui, J. Stainer, "Machine learning with
        adversaries: Byzantine tolerant gradient descent", NeurIPS 2017.
     .. [2] J. Verbraeken, M. de Vos, J. Pouwelse, "Bristle: decentralized federated
-       learning in Byzantine, non-i.i.d. environments", arXiv:2110.11006, 2021.
+       learning in Byzantine, non-i.i.d. environments", arXiv:2110.11006, 2021: its Gaussian-noise attack.
 
     Examples
     --------

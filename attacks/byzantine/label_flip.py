@@ -75,7 +75,7 @@ class LabelFlip(Attack):
     .. [1] B. Biggio, B. Nelson, P. Laskov, "Poisoning attacks against support vector
        machines", ICML 2012.
     .. [2] J. Verbraeken, M. de Vos, J. Pouwelse, "Bristle: decentralized federated
-       learning in Byzantine, non-i.i.d. environments", arXiv:2110.11006, 2021.
+       learning in Byzantine, non-i.i.d. environments", arXiv:2110.11006, 2021: its two label flips.
 
     Examples
     --------

@@ -45,7 +45,7 @@ class SplitNoise(Attack):
     References
     ----------
     .. [1] J. Verbraeken, M. de Vos, J. Pouwelse, "Bristle: decentralized federated
-       learning in Byzantine, non-i.i.d. environments", arXiv:2110.11006, 2021.
+       learning in Byzantine, non-i.i.d. environments", arXiv:2110.11006, 2021: its noise attack.
 
     Examples
     --------

@@ -79,7 +79,7 @@ class CenteredClipping(Defense):
     .. [1] S. P. Karimireddy, L. He, M. Jaggi, "Learning from history for Byzantine robust
        optimization", ICML 2021.
     .. [2] L. He, S. P. Karimireddy, M. Jaggi, "Byzantine-robust decentralized learning
-       via ClippedGossip", arXiv:2202.01545, 2022.
+       via ClippedGossip", arXiv:2202.01545, 2022: the decentralized form of the rule.
 
     Examples
     --------
@@ -151,7 +151,7 @@ class ClippedGossip(Defense):
     References
     ----------
     .. [1] L. He, S. P. Karimireddy, M. Jaggi, "Byzantine-robust decentralized learning
-       via ClippedGossip", arXiv:2202.01545, 2022.
+       via ClippedGossip", arXiv:2202.01545, 2022: the rule.
 
     Examples
     --------

@@ -91,7 +91,7 @@ class CoordinateMedian(Defense):
     .. [1] D. Yin, Y. Chen, K. Ramchandran, P. Bartlett, "Byzantine-robust distributed
        learning: towards optimal statistical rates", ICML 2018.
     .. [2] L. He, S. P. Karimireddy, M. Jaggi, "Byzantine-robust decentralized learning
-       via ClippedGossip", arXiv:2202.01545, 2022.
+       via ClippedGossip", arXiv:2202.01545, 2022: the decentralized baselines.
 
     Examples
     --------

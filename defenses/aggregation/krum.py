@@ -102,7 +102,7 @@ class Krum(Defense):
     References
     ----------
     .. [1] P. Blanchard, E. M. El Mhamdi, R. Guerraoui, J. Stainer, "Machine learning with
-       adversaries: Byzantine tolerant gradient descent", NeurIPS 2017.
+       adversaries: Byzantine tolerant gradient descent", NeurIPS 2017: Krum.
 
     Examples
     --------
@@ -159,7 +159,7 @@ class MultiKrum(Defense):
     References
     ----------
     .. [1] P. Blanchard, E. M. El Mhamdi, R. Guerraoui, J. Stainer, "Machine learning with
-       adversaries: Byzantine tolerant gradient descent", NeurIPS 2017.
+       adversaries: Byzantine tolerant gradient descent", NeurIPS 2017: Multi-Krum.
 
     Examples
     --------
@@ -230,7 +230,7 @@ class Bulyan(Defense):
     .. [1] E. M. El Mhamdi, R. Guerraoui, S. Rouault, "The hidden vulnerability of
        distributed learning in Byzantium", ICML 2018.
     .. [2] P. Blanchard, E. M. El Mhamdi, R. Guerraoui, J. Stainer, "Machine learning with
-       adversaries: Byzantine tolerant gradient descent", NeurIPS 2017.
+       adversaries: Byzantine tolerant gradient descent", NeurIPS 2017: Krum, the selection rule.
 
     Examples
     --------

@@ -120,6 +120,36 @@ def require_training_data(ctx: Optional[PeerContext], rule: str) -> tuple[torch.
     return ctx.train_features, ctx.train_labels
 
 
+def sample_batch(features: torch.Tensor, labels: torch.Tensor, batch_size: Optional[int],
+                 generator: Optional[torch.Generator], rule: str = "ubar") -> tuple[torch.Tensor, torch.Tensor]:
+    """A uniform mini-batch without replacement (all samples when ``batch_size`` is
+    ``None`` or not smaller than the data)."""
+    m = features.shape[0]
+    if batch_size is None or batch_size >= m:
+        return features, labels
+    if generator is None:
+        raise ValueError(f"{rule} needs ctx.rng to draw its mini-batch")
+    rows = torch.randperm(m, generator=generator)[:batch_size]
+    return features[rows], labels[rows]
+
+
+def two_stage_merge(own: torch.Tensor, received: torch.Tensor, ctx: Optional[PeerContext], rule: str,
+                    rho: float, alpha: float, batch_size: Optional[int], if_none: str,
+                    loss_reference: str, rounding: str = "ceil") -> torch.Tensor:
+    """Mozi / UBAR for one peer: drop the non-finite received heads (the own head when
+    none is left), draw the mini-batch, run both stages (:func:`two_stage_accepted`)
+    and blend the accepted heads with the own one."""
+    features, labels = require_training_data(ctx, rule)
+    received = F.drop_nonfinite(received)
+    if received.shape[0] == 0:
+        return own.clone()
+    features, labels = sample_batch(features, labels, batch_size, ctx.rng, rule)
+    accepted = two_stage_accepted(own, received, features, labels, ctx.loss, rho, if_none,
+                                  loss_reference=loss_reference_head(own, ctx, loss_reference),
+                                  rounding=rounding)
+    return blend_with_own(own, received[accepted], alpha)
+
+
 # The two arguments Mozi and UBAR share: the share of neighbours kept by distance and
 # the weight of the own head in the blend.
 RHO_ALPHA = {"rho": Interval(float, 0, 1, closed="right"), "alpha": Interval(float, 0, 1)}

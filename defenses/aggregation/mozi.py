@@ -5,11 +5,8 @@ from typing import Optional
 
 from defenses.base import Defense
 from defenses.aggregation.loss_filters import (FALLBACKS, LOSS_REFERENCE, RHO_ALPHA, ROUNDINGS,
-                                               blend_with_own, loss_reference_head,
-                                               require_training_data, two_stage_accepted)
-from defenses.aggregation.ubar import sample_batch
+                                               two_stage_merge)
 from fedsim.params import Interval, Options
-from fedsim import functional as F
 from fedsim.registry import register
 
 
@@ -67,7 +64,7 @@ class Mozi(Defense):
     .. [1] S. Guo, T. Zhang, X. Xie, L. Ma, T. Xiang, Y. Liu, "Towards Byzantine-resilient
        learning in decentralized systems", arXiv:2002.08569, 2020.
     .. [2] S. Guo, T. Zhang, H. Yu, X. Xie, L. Ma, T. Xiang, Y. Liu, "Byzantine-resilient
-       decentralized stochastic gradient descent", IEEE TCSVT 2022.
+       decentralized stochastic gradient descent", IEEE TCSVT 2022: UBAR, its journal form.
 
     Examples
     --------
@@ -90,12 +87,5 @@ class Mozi(Defense):
         self.loss_reference = loss_reference
 
     def aggregate(self, own, received, ctx=None):
-        features, labels = require_training_data(ctx, "mozi")
-        received = F.drop_nonfinite(received)
-        if received.shape[0] == 0:
-            return own.clone()
-        features, labels = sample_batch(features, labels, self.batch_size, ctx.rng)
-        accepted = two_stage_accepted(own, received, features, labels, ctx.loss, self.rho, self.if_none,
-                                      loss_reference=loss_reference_head(own, ctx, self.loss_reference),
-                                      rounding=self.selection)
-        return blend_with_own(own, received[accepted], self.alpha)
+        return two_stage_merge(own, received, ctx, "mozi", self.rho, self.alpha, self.batch_size,
+                               self.if_none, self.loss_reference, self.selection)

@@ -3,28 +3,10 @@ from __future__ import annotations
 
 from typing import Optional
 
-import torch
-
 from defenses.base import Defense
-from defenses.aggregation.loss_filters import (LOSS_REFERENCE, RHO_ALPHA, blend_with_own,
-                                               loss_reference_head, require_training_data,
-                                               two_stage_accepted)
-from fedsim import functional as F
+from defenses.aggregation.loss_filters import LOSS_REFERENCE, RHO_ALPHA, two_stage_merge
 from fedsim.params import Interval
 from fedsim.registry import register
-
-
-def sample_batch(features: torch.Tensor, labels: torch.Tensor, batch_size: Optional[int],
-                 generator: Optional[torch.Generator]) -> tuple[torch.Tensor, torch.Tensor]:
-    """A uniform mini-batch without replacement (all samples when ``batch_size`` is
-    ``None`` or not smaller than the data)."""
-    m = features.shape[0]
-    if batch_size is None or batch_size >= m:
-        return features, labels
-    if generator is None:
-        raise ValueError("ubar needs ctx.rng to draw its mini-batch")
-    rows = torch.randperm(m, generator=generator)[:batch_size]
-    return features[rows], labels[rows]
 
 
 @register("defenses", "ubar")
@@ -67,18 +49,18 @@ class UBAR(Defense):
 
     References
     ----------
-    .. [2] S. Guo, T. Zhang, X. Xie, L. Ma, T. Xiang, Y. Liu, "Towards Byzantine-resilient
-       learning in decentralized systems", arXiv:2002.08569, 2020.
     .. [1] S. Guo, T. Zhang, H. Yu, X. Xie, L. Ma, T. Xiang, Y. Liu, "Byzantine-resilient
        decentralized stochastic gradient descent", IEEE TCSVT 2022.
+    .. [2] S. Guo, T. Zhang, X. Xie, L. Ma, T. Xiang, Y. Liu, "Towards Byzantine-resilient
+       learning in decentralized systems", arXiv:2002.08569, 2020: Mozi, its first form.
 
     Examples
     --------
     >>> from fedsim.examples import example_context, example_heads, rounded
     >>> own, received = example_heads()  # 4 honest heads near own, 2 copies of an outlier
-    >>> rounded(UBAR().aggregate(own, received, example_context()))
-    tensor([[ 1.0200, -0.0200,  0.0000],
-            [-0.0200,  0.9800,  0.0200]])
+    >>> rounded(UBAR(rho=0.25).aggregate(own, received, example_context()))  # keeps 2 of 6
+    tensor([[ 1.0000, -0.0200, -0.0200],
+            [-0.0200,  1.0000,  0.0200]])
     """
 
     name = "ubar"
@@ -92,11 +74,5 @@ class UBAR(Defense):
         self.loss_reference = loss_reference
 
     def aggregate(self, own, received, ctx=None):
-        features, labels = require_training_data(ctx, "ubar")
-        received = F.drop_nonfinite(received)
-        if received.shape[0] == 0:
-            return own.clone()
-        features, labels = sample_batch(features, labels, self.batch_size, ctx.rng)
-        accepted = two_stage_accepted(own, received, features, labels, ctx.loss, self.rho, if_none="best",
-                                      loss_reference=loss_reference_head(own, ctx, self.loss_reference))
-        return blend_with_own(own, received[accepted], self.alpha)
+        return two_stage_merge(own, received, ctx, "ubar", self.rho, self.alpha, self.batch_size,
+                               "best", self.loss_reference)
