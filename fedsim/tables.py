@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
+from fedsim.runner import rounds_to_accuracy
 from fedsim.study.spec import Sweep, render
 
 # The last metrics row's values copied into results.csv as final_<key> (round and the
@@ -39,13 +40,6 @@ def table_metrics(target: float) -> list[Metric]:
             Metric("rounds_to_accuracy", f"Rounds to accuracy >= {target:g}", False, 1)]
 
 
-def rounds_to_accuracy(rows: list[dict], target: float) -> Optional[int]:
-    """First evaluated round whose ``accuracy_mean`` reaches ``target``; None if none does.
-    summary.json's own ``rounds_to_accuracy`` (same definition, the run's
-    ``output.target_accuracy``, which the sweep sets) is used where the runner wrote one."""
-    return next((r["round"] for r in rows if r["accuracy_mean"] >= target), None)
-
-
 def read_metrics(run_dir: Path) -> list[dict]:
     return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line.strip()]
 
@@ -60,6 +54,8 @@ def run_row(sweep: Sweep, cell, seed: int, run_dir: Path, relative: str) -> dict
     row.update({"seed": seed, "run_dir": relative})
     row.update({f"final_{k}": final[k] for k in FINAL_KEYS if k in final})
     row["best_accuracy_mean"] = summary["best_accuracy_mean"]
+    # the runner's count at output.target_accuracy, which the sweep sets to its target; run
+    # directories written before summary.json had it are counted here the same way
     row["rounds_to_accuracy"] = summary["rounds_to_accuracy"] if "rounds_to_accuracy" in summary \
         else rounds_to_accuracy(metrics, sweep.target_accuracy)
     row["rounds_to_90pct_final"] = summary.get("rounds_to_90pct_final")
