@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from fedsim import functional as F
 from fedsim import rng
 from fedsim.api import AttackerView
 from fedsim.world import World
@@ -157,7 +158,7 @@ def deliver(received: torch.Tensor, senders: torch.Tensor, receivers, byzantine:
             received[r, slot] = obj.to(received.dtype)
             mask[r, slot] = True
     if bool(byzantine.any()):
-        finite = torch.isfinite(received.flatten(2)).all(dim=2)
+        finite = F.finite_rows(received, batch_dims=2)
         counts["nonfinite"] = int((mask & ~finite).sum())
     counts["delivered"] = int(mask.sum())
     return mask, counts

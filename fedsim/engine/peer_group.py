@@ -16,7 +16,7 @@ import torch
 from fedsim import rng
 from fedsim.engine import exchange
 from fedsim.api import PeerContext
-from fedsim.functional import adam_step
+from fedsim import functional as F
 from fedsim.world import World
 from fedsim.models.heads import head_logits
 
@@ -105,7 +105,7 @@ class PeerGroup:
             return t.lr * grad
         # Adam (Kingma & Ba 2015), beta1 0.9, beta2 0.999, eps 1e-8; moments persist across rounds.
         self.adam_steps += 1
-        update, self.adam_m, self.adam_v = adam_step(grad, self.adam_m, self.adam_v, self.adam_steps, t.lr)
+        update, self.adam_m, self.adam_v = F.adam_step(grad, self.adam_m, self.adam_v, self.adam_steps, t.lr)
         return update
 
     def outgoing(self, round_: int) -> torch.Tensor:
@@ -230,7 +230,7 @@ class PeerGroup:
 
     def distances_to(self, center: torch.Tensor) -> torch.Tensor:
         rows = ~self.is_byzantine
-        return (self.heads[rows].double() - center).flatten(1).norm(dim=1)
+        return F.distances_to(center, self.heads[rows])
 
     # ------------------------------------------------------------- checkpoints
     def state_dict(self) -> dict:
