@@ -354,17 +354,20 @@ class Bristle(Defense):
     line 169, ``updateCW`` lines 191-195) lives in the engine, not here: a peer trains
     the full softmax on its data; the head it *sends* keeps the pre-training rows of the
     classes it does not hold, while the head it integrates with (``own``, Bristle.kt
-    line 45: ``oldModel.sub(gradient)``, the trained network) has all rows trained. In a
+    line 45: ``oldModel.sub(gradient)`` with ``gradient = oldParams - newParams``, Node.kt
+    lines 137-138, i.e. the trained network's weights) has all rows trained. In a
     scenario: ``training.missing_class_rows: keep``.
 
     Choices, following the reference implementation (Bristle.kt, commit "Add alpha"):
-    the thirds and the short-third rule of :func:`prioritize`; F1 = 0 where undefined;
-    population std; ties in ``S_j`` go to the lower class id. Where the reference is
-    inconsistent we follow the paper: the prioritizer is applied only from ``beta``
-    received heads on, and ``S_j`` holds all familiar classes when ``phi_j`` equals their
-    number. Robustness (not in the reference): a received head holding NaN or inf is
-    infinitely far in the prioritizer and gets weight 0; a sender claiming 0 classes has
-    an empty ``S_j`` and certainty 0.
+    the thirds and the short-third rule of :func:`prioritize` (as written in its
+    commented-out block, lines 64-72); F1 = 0 where undefined; population std (line 338);
+    ties in ``S_j`` go to the lower class id. Where the reference is inconsistent we
+    follow the paper: the prioritizer is applied only from ``beta`` received heads on,
+    and ``S_j`` holds all familiar classes when ``phi_j`` equals their number (line 187
+    selects the class *ids* ``0 .. phi - 1`` instead, right only for a peer holding
+    classes ``0 .. q - 1``). Robustness (not in the reference): a received head holding
+    NaN or inf is infinitely far in the prioritizer and gets weight 0; a sender with
+    ``phi_j = 0`` has an empty ``S_j`` and certainty 0.
 
     References
     ----------
