@@ -70,7 +70,7 @@ def test_sign_flip_negates_the_own_update():
     # reference (previous) [1, 1], own [3, 4]: update [2, 3]; scale 2 -> [1 - 4, 1 - 6] = [-3, -5]
     view = make_view(heads([[0.0, 0.0]]), [0], heads([[3.0, 4.0]]), previous=heads([[1.0, 1.0]]),
                      receivers={10: [0, 5]})
-    sent = get_attack("sign_flip", scale=2.0).craft(view)
+    sent = get_attack("sign_flip", scale=2.0, level="update").craft(view)
     assert set(sent) == {(10, 0), (10, 5)}
     assert torch.allclose(sent[(10, 5)], torch.tensor([[-3.0, -5.0]]))
 
@@ -80,8 +80,9 @@ def test_ipm_sends_minus_epsilon_times_mean_update():
     # epsilon 0.5: [1 - 0.5, 1 - 1] = [0.5, 0]; default epsilon 0.1: [0.9, 0.8]
     view = make_view(heads([[3.0, 1.0]], [[1.0, 5.0]]), [0, 1], heads([[9.0, 9.0]]),
                      previous=heads([[1.0, 1.0]]))
-    assert torch.allclose(get_attack("ipm", epsilon=0.5).craft(view)[(10, 0)], torch.tensor([[0.5, 0.0]]))
-    assert torch.allclose(get_attack("ipm").craft(view)[(10, 1)], torch.tensor([[0.9, 0.8]]))
+    assert torch.allclose(get_attack("ipm", epsilon=0.5, level="update").craft(view)[(10, 0)],
+                          torch.tensor([[0.5, 0.0]]))
+    assert torch.allclose(get_attack("ipm", level="update").craft(view)[(10, 1)], torch.tensor([[0.9, 0.8]]))
 
 
 # ---------------------------------------------------------------- label_flip
@@ -122,7 +123,7 @@ def test_alie_head_is_mean_minus_z_std():
     # coord 0: [0, 2, 4] mean 2, sample std sqrt((4 + 0 + 4) / 2) = 2      -> 2 - 1.5 * 2 = -1
     # coord 1: [2, 2, 8] mean 4, sample std sqrt((4 + 4 + 16) / 2) = sqrt(12) -> 4 - 1.5 * 3.4641
     observed = heads([[0.0, 2.0]], [[2.0, 2.0]], [[4.0, 8.0]])
-    sent = get_attack("alie", z=1.5).craft(make_view(observed, [0, 1, 2], heads([[7.0, 7.0]])))
+    sent = get_attack("alie", z=1.5, z_mode="global").craft(make_view(observed, [0, 1, 2], heads([[7.0, 7.0]])))
     assert torch.allclose(sent[(10, 1)], torch.tensor([[-1.0, 4.0 - 1.5 * math.sqrt(12)]]))
     assert torch.allclose(alie_head(observed[:1], 1.0), observed[0])  # one head: no spread
 
@@ -328,7 +329,7 @@ def test_dissensus_cancels_the_gossip_pull():
     graph = nx.Graph([(0, 1), (0, 2), (0, 10), (5, 10)])
     observed = heads([[0.0, 0.0]], [[1.0, 0.0]], [[0.0, 2.0]], [[10.0, 10.0]])
     view = make_view(observed, [0, 1, 2, 5], heads([[3.0, 3.0]]), receivers={10: [0, 5, 6]}, graph=graph)
-    sent = get_attack("dissensus").craft(view)
+    sent = get_attack("dissensus", epsilon=1.0).craft(view)
     # eps = 1, b = 1: x_0 - ((1, 0) + (0, 2)) = (-1, -2); the gossip mean of 0's
     # neighbourhood, ((0,0) + (1,0) + (0,2) + (-1,-2)) / 4 = (0, 0), leaves 0 in place.
     assert torch.allclose(sent[(10, 0)], torch.tensor([[-1.0, -2.0]]))
@@ -337,9 +338,11 @@ def test_dissensus_cancels_the_gossip_pull():
     view2 = make_view(observed, [0, 1, 2, 5], heads([[3.0, 3.0]], [[3.0, 3.0]]), byzantine_ids=(10, 11),
                       receivers={10: [0], 11: [0]}, graph=graph)
     assert torch.allclose(get_attack("dissensus", epsilon=2.0).craft(view2)[(11, 0)], torch.tensor([[-1.0, -2.0]]))
-    # without the graph every other observed honest peer stands in: pull (11, 12)
+    # pull="observed" (the form before the neighbour default): every other observed
+    # honest peer stands in: pull (11, 12)
     view3 = make_view(observed, [0, 1, 2, 5], heads([[3.0, 3.0]]), receivers={10: [0]})
-    assert torch.allclose(get_attack("dissensus").craft(view3)[(10, 0)], torch.tensor([[-11.0, -12.0]]))
+    assert torch.allclose(get_attack("dissensus", epsilon=1.0, pull="observed").craft(view3)[(10, 0)],
+                          torch.tensor([[-11.0, -12.0]]))
 
 
 # ---------------------------------------------------------------- bristle_evasion
