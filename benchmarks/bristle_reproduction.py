@@ -81,14 +81,14 @@ def short(label: str) -> str:
         value = json.loads(label)
     except ValueError:
         return label
-    if isinstance(value, dict) and "attack" in value:
-        if value.get("count", 1) == 0:
-            return "none"
+    if not isinstance(value, dict):
+        return label
+    if value.get("count") == 0 or value.get("fraction") == 0:
+        return "none"
+    if "attack" in value:
         attack = value["attack"]
         args = ", ".join(f"{k}={v}" for k, v in (attack.get("args") or {}).items())
         return f"{attack['name']}({args})" if args else attack["name"]
-    if isinstance(value, dict) and value.get("count") == 0:
-        return "none"
     return label
 
 
