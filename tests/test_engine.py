@@ -189,3 +189,15 @@ def test_resample_every_redraws_the_graph_at_period_starts_and_peers_merge_over_
     # ... and staying on g0 does not (so the comparison above can fail)
     _, fixed = fedsim.run(dict(sc, topology=static), out=tmp_path / "fixed", progress=False)
     assert metrics(fixed)[:2] == rows[:2] and metrics(fixed)[2:] != rows[2:]
+
+
+def test_each_schedule_period_is_built_from_its_documented_seed():
+    # fedsim.rng.topology_seed: seed + 7919 * period; changing it would change every
+    # resampled run's numbers
+    from fedsim.topology import build
+    schedule = Schedule("erdos_renyi", 12, 5, {"p": 0.3}, resample_every=3)
+    for round_, period in ((1, 0), (3, 0), (4, 1), (9, 2), (10, 3)):
+        expected = build("erdos_renyi", 12, 5 + 7919 * period, {"p": 0.3})
+        assert set(schedule.graph(round_).edges) == set(expected.edges)
+    first, second = (build("erdos_renyi", 12, seed, {"p": 0.3}) for seed in (5, 5 + 7919))
+    assert set(first.edges) != set(second.edges)  # the periods do differ
