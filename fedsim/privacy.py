@@ -25,7 +25,7 @@ import torch
 from fedsim import rng
 from fedsim.api import ArtifactCache, VictimUpdate
 from fedsim.engine.peer_group import batch_positions
-from fedsim.models.features import cache_dir
+from fedsim.models.features import cache_dir, one_thread
 from fedsim.privacy_metrics import score_reconstruction
 from fedsim.world import World
 from fedsim.registry import create
@@ -91,7 +91,8 @@ class PrivacyRecorder:
         # What the attack learns from the public split (the generative attacks' image
         # generator), cached under the key of the public split's features.
         cache = ArtifactCache(cache_dir(), {"features": w.info["feature_key"], "shape": list(w.image_shape)})
-        generator = attack.prepare(w.public_images, cache, w.seed)
+        with one_thread():
+            generator = attack.prepare(w.public_images, cache, w.seed)
         per_victim, kept = [], []
         for k, rec in enumerate(self.records):
             transform = None
@@ -108,8 +109,9 @@ class PrivacyRecorder:
             true_labels = w.peers.train_labels[pos].reshape(t.local_steps, t.batch_size)
             true_features = w.features[rows].reshape(t.local_steps, t.batch_size, -1)
             g = rng.generator(w.seed, rec["curious"], rec["round"], f"inversion-{rec['victim']}")
-            reconstruction = attack.reconstruct(update, w.backbone, generator, g)
-            scores = score_reconstruction(reconstruction, true_images, true_labels, true_features)
+            with one_thread():  # the attack's convolution gradients split reductions across threads
+                reconstruction = attack.reconstruct(update, w.backbone, generator, g)
+                scores = score_reconstruction(reconstruction, true_images, true_labels, true_features)
             true_delta = (rec["end_head"] - rec["true_start"]).norm()
             start_error = float((rec["start_estimate"] - rec["true_start"]).norm() / true_delta.clamp(min=1e-12))
             per_victim.append({"curious": rec["curious"], "victim": rec["victim"], "round": rec["round"],

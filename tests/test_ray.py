@@ -120,7 +120,15 @@ def test_curious_peers_on_ray_score_like_local(tmp_path, ray_instance):
     local, _ = fedsim.run(sc, out=tmp_path / "local", progress=False)
     remote, _ = fedsim.run(dict(sc, backend={"name": "ray", "peers_per_actor": 3}), out=tmp_path / "ray",
                            progress=False)
-    assert local["privacy"]["per_victim"] == remote["privacy"]["per_victim"]
+    # The scores are smooth functions of the recorded heads, which match the local run to
+    # float32 rounding but not always bit for bit: MKL's sgemm picks its kernel for these
+    # small per-peer products by the 64-byte alignment of each peer's rows, which depends
+    # on where the peer sits in its actor's group (README "Determinism"). Observed: 1.5 ulp
+    # (9e-8 relative); rel=1e-5 (~170 ulp) still fails on any real mismatch (another
+    # victim, round or start head moves the scores at the 1e-2 level).
+    pairs = zip(local["privacy"]["per_victim"], remote["privacy"]["per_victim"], strict=True)
+    for here, there in pairs:
+        assert here == pytest.approx(there, rel=1e-5)
 
 
 def test_two_node_cluster_places_peers_on_both_nodes(tmp_path):

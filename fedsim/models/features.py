@@ -8,6 +8,7 @@ the same inputs loads them and skips pre-training.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -39,6 +40,20 @@ def cache_dir() -> Path:
     if os.environ.get("XDG_CACHE_HOME"):
         return Path(os.environ["XDG_CACHE_HOME"]).expanduser() / "fedsim"
     return Path.home() / ".cache" / "fedsim"
+
+
+@contextlib.contextmanager
+def one_thread():
+    """Run the block with one torch intra-op thread, then restore the count. Pre-training
+    and featurising split large reductions (convolution weight gradients over a batch)
+    across threads, so their last bits depend on the thread count; with one thread the
+    features, and so every run's numbers, are the same on every machine."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 @torch.no_grad()
@@ -210,11 +225,12 @@ def prepare_features(dataset, public_idx, *, backbone: str, backbone_args: Optio
 
     model = _build(dataset, backbone, backbone_args, seed)
     index = torch.as_tensor(public_idx)
-    stats = pretrain_backbone(model, dataset.train_images[index], dataset.train_labels[index], dataset.n_classes,
-                              epochs=settings["epochs"], lr=settings["lr"], batch_size=settings["batch_size"],
-                              classes=settings["classes"], seed=seed)
-    fs = FeatureSet(model, compute_features(model, dataset.train_images),
-                    compute_features(model, dataset.test_images), False, stats, key)
+    with one_thread():
+        stats = pretrain_backbone(model, dataset.train_images[index], dataset.train_labels[index],
+                                  dataset.n_classes, epochs=settings["epochs"], lr=settings["lr"],
+                                  batch_size=settings["batch_size"], classes=settings["classes"], seed=seed)
+        fs = FeatureSet(model, compute_features(model, dataset.train_images),
+                        compute_features(model, dataset.test_images), False, stats, key)
     if use_cache:
         _store(directory, fs, {"dataset": dataset.name, "backbone": backbone,
                                "backbone_args": _canonical(backbone_args), "pretrain": settings,
