@@ -81,8 +81,8 @@ def fmt(stats) -> str:
 
 
 def attack_of(row: dict) -> str:
-    attack = json.loads(row["adversary.attack"])["name"]
-    return "none" if row["adversary.ids"] == "[]" else attack
+    attack = row["adversary.attack"].split("(")[0]          # results.csv writes name(args)
+    return "none" if json.loads(row["adversary.ids"]) == [] else attack
 
 
 def balance_acceptance(gamma: float, rounds: int = 30, n_peers: int = 20) -> dict:
@@ -171,8 +171,8 @@ def main(argv=None) -> None:
     if "dumbbell" in results:
         sections["dumbbell"] = dumbbell_section(results["dumbbell"])
     if "per_peer_f" in results:
-        acceptance = [balance_acceptance(0.3), balance_acceptance(2.0)]
-        sections["per_peer_f"] = per_peer_f_section(results["per_peer_f"], acceptance)
+        results["balance_acceptance"] = [balance_acceptance(0.3), balance_acceptance(2.0)]
+        sections["per_peer_f"] = per_peer_f_section(results["per_peer_f"], results["balance_acceptance"])
     text = render(sections, results)
     print(text)
     Path(ROOT / args.out).write_text(text)
@@ -244,34 +244,48 @@ upper bound, as the IOS and ClippedGossip experiments give every node)."""
 def ios_reading(rows: list[dict]) -> str:
     def ours(name, attack):
         return cell_stats([r for r in rows if r["defense.name"] == name and attack_of(r) == attack])[0]
+
+    def best_peer(name, attack):
+        return 100 * max(float(r["final_accuracy_max"]) for r in rows
+                         if r["defense.name"] == name and attack_of(r) == attack)
     seeds = sorted({r["seed"] for r in rows})
-    return f"""Seeds: {", ".join(seeds)}. What reproduces: the ranking under attack. Weighted
-mean collapses under Gaussian noise ({ours("mean", "gaussian"):.1f} %; paper 13.6) and under
-sign flipping ({ours("mean", "sign_flip"):.1f} %; paper 20.9); IOS with each peer's true
-Byzantine count keeps its no-attack accuracy under both ({ours("ios", "gaussian"):.1f} and
-{ours("ios", "sign_flip"):.1f} % against {ours("ios", "none"):.1f} % without attack; paper
-91.6 / 91.6 / 91.7). Krum stays far below the others even without attack
-({ours("krum", "none"):.1f} %; paper 19.7): with one class per peer, Krum adopts one
-candidate's head, which knows mostly one class.
+    ios_none, ios_gauss, ios_flip = (ours("ios", a) for a in ("none", "gaussian", "sign_flip"))
+    return f"""Seeds: {", ".join(seeds)} (± 0.0 where one seed ran).
 
-Differences, and why:
+What reproduces: the weighted mean collapses under Gaussian noise ({ours("mean", "gaussian"):.1f} %;
+paper 13.6) and under sign flipping ({ours("mean", "sign_flip"):.1f} %; paper 20.9). Krum stays at
+one or two classes' worth with and without attack ({ours("krum", "none"):.1f} / {ours("krum", "gaussian"):.1f} /
+{ours("krum", "sign_flip"):.1f} %; paper 19.7 / 19.8 / 19.2): under Gaussian noise the best honest
+peer reaches {best_peer("krum", "gaussian"):.1f} % (one class is 10 % of the test set), i.e. every peer
+keeps one peer's one-class head. Under Gaussian noise IOS (each peer's true Byzantine
+count, Metropolis-Hastings weights) ends {ios_none - ios_gauss:.1f} points below its no-attack
+accuracy ({ios_gauss:.1f} against {ios_none:.1f} %; paper 91.6 against 91.7), the best of the four rules.
 
-- *Absolute level.* Our no-attack row is {ours("mean", "none"):.1f} % against the paper's
-  91.7 %: Fashion-MNIST is harder than MNIST for a linear model on raw pixels, and we run
-  60 rounds of one step where the authors run their DSGD to convergence. The same gap is
-  in every row, so compare rows within a column.
-- *Krum above 19.7 %* where it is: our Krum candidates include the own head, and the one
-  kept is the head nearest to the others, which after gossip-free rounds is the least
-  specialised; the authors' Krum behaves the same way and lands at one or two classes'
-  worth of accuracy (10-20 %).
-- *TriMean (BRIDGE form) under sign flipping* ({ours("bridge", "sign_flip"):.1f} %; paper
-  71.0): our sign flipping negates the attacker's own trained head, not the mean of the
-  receiver's honest neighbourhood as the authors' `D_sign_flipping` does (which needs the
-  graph and every honest head); a negated one-class head is an extreme value on the
-  coordinates of that class only, so coordinate-wise trimming removes it cheaply.
-- *Gaussian attack centre.* The noise is centred on the mean of the honest heads the
-  attackers observe (their neighbours), not on each receiver's honest neighbourhood; with
-  std 30 against heads of norm about 1 the centre does not matter: the noise dominates."""
+What does not reproduce: IOS under sign flipping ({ios_flip:.1f} %; paper 91.6, its headline
+figure) and the trimmed mean (BRIDGE form) under attack ({ours("bridge", "gaussian"):.1f} % under
+Gaussian noise, {ours("bridge", "sign_flip"):.1f} % under sign flipping; paper 90.4 and 71.0).
+
+Differences, and what is and is not established:
+
+- *Absolute level* (every row): our no-attack weighted mean reaches {ours("mean", "none"):.1f} %
+  against the paper's 91.7 %. The settings differ by design in the dataset (a linear model
+  on raw Fashion-MNIST pixels is weaker than on MNIST) and in the budget (60 rounds of one
+  step here; the authors run DSGD to convergence). Rows share the budget, so compare
+  within a column.
+- *Sign flipping is not the authors' attack.* Their `D_sign_flipping` sends −(mean of the
+  receiver's honest neighbourhood and the receiver), a head far from every honest one;
+  ours (`sign_flip`, `level: model`, after ClippedGossip's `BitFlippingWorker`) negates
+  the attacker's own trained head, which with one class per peer is a one-class head
+  about as far from the neighbourhood mean as the honest one-class heads are, so the
+  scissor (farthest from the weighted mean) need not pick it. This is the likely cause of
+  the IOS and TriMean gaps under sign flipping, but this study did not run the authors'
+  form (it needs every honest head around each receiver), so it is not established.
+- *Gaussian centre*: the authors centre the noise on each receiver's honest neighbours,
+  ours on the honest heads the attackers observe; with std 30 against heads of norm about
+  1 the noise dominates either way (not measured separately).
+- The authors' graph is one Erdős–Rényi draw (seed 300) with Byzantine nodes placed at
+  random; ours draws a graph per seed and fixes the Byzantine peers to 10 and 11 (the
+  peers whose classes duplicate those of peers 0 and 1), so no honest class is lost."""
 
 
 def dumbbell_reading(rows: list[dict]) -> str:
@@ -281,34 +295,37 @@ def dumbbell_reading(rows: list[dict]) -> str:
     spread = max(others.values()) - min(others.values())
     best_text = f"; the best honest peer of any run reaches {100 * best:.1f} %" if best is not None else ""
     return f"""What does not reproduce: the level. Every rule ends near 40 % (gossip
-{gossip:.1f} %{best_text}), about half of what a linear model reaches on Fashion-MNIST,
-because after 100 gossip steps the knowledge of the other clique's five classes has not
-crossed the single bridge: each peer classifies its own clique's classes and little else
-(the test set is half those classes). The paper runs 900 gossip steps with momentum, and
+{gossip:.1f} %{best_text}). Half of the test set is the other clique's five classes, so no
+peer exceeds 50 % by more than a fraction of a point: after 100 gossip steps the
+knowledge of the other clique's classes has not crossed the single bridge. The paper runs 900 gossip steps with momentum, and
 its gossip row (93.6 %) shows the bridge was crossed. What the paper's table shows, that
 the robust rules cost accuracy on this non-iid graph (GM, TM and Mozi 5-7 points below
 gossip), needs the crossing to have happened: here the five rules lie within
 {spread:.1f} points of each other, so this run cannot separate them. Reproducing the
 paper's gap needs several times more rounds than this session's CPU allowed (one
-identity-backbone dumbbell run of 100 rounds took about 20 CPU seconds; 900 rounds x 15
-runs is about 45 CPU minutes)."""
+identity-backbone dumbbell run of 100 rounds took about 20 CPU seconds here; 900 rounds
+x 15 runs would be about 45 CPU minutes)."""
 
 
-def per_peer_f_reading(rows: list[dict]) -> str:
+def per_peer_f_reading(rows: list[dict], acceptance: list[dict]) -> str:
     def at(**match):
         return cell_stats(rows, **match)[0]
     clean = at(**{"defense.name": "mean", "adversary.fraction": 0.0})
     ios_auto = at(**{"defense.name": "ios", "defense.args": {"f": "auto"}})
     tm_auto = at(**{"defense.name": "trimmed_mean", "defense.args": {"f": "auto"}})
+    paper_gamma, default_gamma = acceptance
     return f"""With `f: auto`, IOS ends {clean - ios_auto:.1f} points below plain averaging without
-attack (issue 16 asks for at most 3): the global `f: 1` let through every peer's second
-and third Gaussian neighbour. The trimmed mean with `f: auto` ends {clean - tm_auto:.1f}
-points below: it removes the Byzantine values, but trimming b values per side of every
-coordinate also removes the honest extremes, and on 2-class shards the extremes are the
-rows of the classes only one or two neighbours hold; this is the rule's cost on non-iid
-data, not a wrong f (IOS removes whole heads, only the Byzantine ones). BALANCE at the
-paper's gamma 0.3 accepts almost no honest neighbour (the table above): its row is local
-training; at the default 2.0 it accepts most of them."""
+attack (issue 16 asks for at most 3; with the global `f: 1` it lets a peer's second and
+third Byzantine neighbour through). The trimmed mean with `f: auto` ends {clean - tm_auto:.1f}
+points below, outside the 3 points: it removes the Byzantine values, but trimming b values
+per side of every coordinate also removes honest extremes, and on 2-class shards the
+extremes of a class's row come from the one or two neighbours that hold the class (IOS
+removes whole heads, here only the Byzantine ones). This is a cost of the rule on non-iid
+data, not of the bound; issue 16's target is met for IOS and not for the trimmed mean.
+BALANCE at the paper's gamma 0.3 accepts {100 * paper_gamma["share"]:.0f} % of honest heads
+over the run without attack, so under attack its row is local training; at the default
+2.0 it accepts {100 * default_gamma["share"]:.0f} % ({100 * default_gamma["first"]:.0f} % in round 1,
+{100 * default_gamma["last"]:.0f} % in round 30)."""
 
 
 def render(sections: dict, results: dict) -> str:
@@ -318,7 +335,8 @@ def render(sections: dict, results: dict) -> str:
     if "dumbbell" in sections:
         parts += [DUMBBELL_INTRO, sections["dumbbell"], dumbbell_reading(results["dumbbell"])]
     if "per_peer_f" in sections:
-        parts += [PER_PEER_F_INTRO, sections["per_peer_f"], per_peer_f_reading(results["per_peer_f"])]
+        parts += [PER_PEER_F_INTRO, sections["per_peer_f"],
+                  per_peer_f_reading(results["per_peer_f"], results["balance_acceptance"])]
     return "\n\n".join(parts) + "\n"
 
 
