@@ -29,7 +29,11 @@ from fedsim.models.pretrain import freeze, pretrain_backbone
 log = logging.getLogger(__name__)
 
 # Bump when the cached files' layout or the computation changes in a way the key misses.
-CACHE_FORMAT = 1
+# 2: pre-training and featurising run with one torch thread (one_thread); entries of
+# format 1 were computed with whatever thread count the process had, so their last bits
+# (and, through chaotic runs such as averaging under noise, whole points of accuracy)
+# depended on the machine and on who filled the cache.
+CACHE_FORMAT = 2
 _BACKBONE_FILE, _FEATURES_FILE, _META_FILE = "backbone.pt", "features.pt", "meta.json"
 
 
