@@ -17,7 +17,6 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")  # before torch: one thread per ru
 
 import argparse
 import csv
-import shlex
 import statistics
 import sys
 from pathlib import Path

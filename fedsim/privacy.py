@@ -26,6 +26,7 @@ from fedsim import rng
 from fedsim.api import ArtifactCache, VictimUpdate
 from fedsim.engine.peer_group import batch_positions
 from fedsim.models.features import cache_dir, one_thread
+from fedsim.plugins import Plugins
 from fedsim.privacy_metrics import score_reconstruction
 from fedsim.world import World
 from fedsim.registry import create
@@ -51,8 +52,7 @@ class PrivacyRecorder:
         self.records: list[dict] = []
         self.start_estimates: dict = {}   # (curious, round) -> its own head at the round's start
         self.true_starts: dict = {}       # (victim, round) -> the victim's head at the round's start
-        pdef = self.config.defense
-        self.defense = create("privacy_defenses", pdef.name, **pdef.args) if pdef.name != "none" else None
+        self.defense = Plugins.of(world).privacy
 
     def record(self, round_: int, graph, sent, backend) -> None:
         w = self.world

@@ -18,7 +18,7 @@ import torch
 
 from fedsim import rng
 from fedsim.config import Scenario, adversary_count
-from fedsim.registry import create
+from fedsim.plugins import Plugins
 from fedsim.topology import Schedule
 
 log = logging.getLogger("fedsim")
@@ -71,6 +71,7 @@ class World:
     train_images: Optional[torch.Tensor] = None
     public_images: Optional[torch.Tensor] = None
     backbone: Any = None
+    plugins: Any = None              # fedsim.plugins.Plugins, built once per process
 
     @property
     def seed(self) -> int:
@@ -165,8 +166,9 @@ def build_world(s: Scenario, schedule: Schedule, keep_images: bool = False, sour
     # through the same frozen backbone and are appended as new rows.
     backdoor_features = backdoor_target = None
     train_labels_groups = [labels_all[torch.as_tensor(g)].numpy() for g in train_groups]
-    if s.adversary is not None:
-        attack = create("attacks", s.adversary.attack.name, **s.adversary.attack.args)
+    plugins = Plugins.build(s)
+    attack = plugins.attack
+    if attack is not None:
         if attack.poisons_data:
             extra_feats = []
             next_row = features.shape[0]
@@ -215,7 +217,7 @@ def build_world(s: Scenario, schedule: Schedule, keep_images: bool = False, sour
         test_labels=test_labels, init_head=first_head,
         byzantine_ids=byzantine, curious_ids=curious, honest_ids=honest,
         image_shape=tuple(dataset.image_shape), backdoor_features=backdoor_features,
-        backdoor_target=backdoor_target,
+        backdoor_target=backdoor_target, plugins=plugins,
         info={"dataset_source": dataset.source, "from_cache": fs.from_cache,
               "pretrain": fs.pretrain_stats, "feature_key": fs.key,
               "setup_seconds": round(time.perf_counter() - t0, 3)},

@@ -1,6 +1,7 @@
 """The layering: fedsim depends on nothing outside itself, and every plugin fills in
 fedsim.api's interface for its kind."""
 import ast
+import functools
 import inspect
 from pathlib import Path
 
@@ -90,3 +91,26 @@ def test_both_backends_offer_what_the_backend_protocol_declares():
     for backend in (LocalBackend, RayBackend):
         missing = sorted(n for n in declared if not hasattr(backend, n))
         assert missing == [], (backend.__name__, missing)
+
+
+def test_each_plugin_is_built_once_per_run_in_one_process(monkeypatch, tmp_path):
+    """build_world builds the plugins (the attack may poison data there) and the host uses
+    the same instances: one attack and one defense per run, where there were three attacks."""
+    import fedsim
+    from tests.conftest import tiny_scenario
+
+    built: dict[str, int] = {}
+    for kind, name in (("attacks", "gaussian"), ("defenses", "median")):
+        cls = lookup(kind, name)
+        original = cls.__init__
+
+        @functools.wraps(original)  # the validator reads defaults from the signature
+        def counting(self, *args, _original=original, _name=name, **kwargs):
+            built[_name] = built.get(_name, 0) + 1
+            _original(self, *args, **kwargs)
+
+        monkeypatch.setattr(cls, "__init__", counting)
+    scenario = tiny_scenario(**{"rounds": 2, "defense.name": "median",
+                                "adversary": {"count": 2, "attack": {"name": "gaussian"}}})
+    fedsim.run(scenario, out=tmp_path / "run", progress=False)
+    assert built == {"gaussian": 1, "median": 1}

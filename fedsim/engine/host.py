@@ -20,39 +20,13 @@ from __future__ import annotations
 
 import os
 import socket
-from dataclasses import dataclass
-from typing import Any, Optional
 
 import torch
 
-from fedsim.config import Scenario
 from fedsim.engine import exchange
 from fedsim.engine.peer_group import PeerGroup
-from fedsim.registry import create
+from fedsim.plugins import Plugins  # noqa: F401  (re-exported: tests and users build groups with it)
 from fedsim.world import World
-
-
-@dataclass
-class Plugins:
-    """The plugin instances of a run, built once per process from the scenario."""
-
-    head: Any                   # the head's loss and gradient (``heads`` registry)
-    defense: Any                # the honest peers' aggregation rule
-    fallback: Any               # what Byzantine peers merge with (they are not defended): mean
-    attack: Optional[Any]       # the Byzantine attack, None without an adversary
-    privacy: Optional[Any]      # the sender-side privacy transform, None for ``none``
-
-    @classmethod
-    def build(cls, s: Scenario) -> "Plugins":
-        adv = s.adversary
-        pdef = s.privacy.defense if s.privacy is not None else None
-        return cls(
-            head=create("heads", s.model.head),
-            defense=create("defenses", s.defense.name, **s.defense.args),
-            fallback=create("defenses", "mean"),
-            attack=create("attacks", adv.attack.name, **adv.attack.args) if adv is not None else None,
-            privacy=create("privacy_defenses", pdef.name, **pdef.args) if pdef and pdef.name != "none" else None,
-        )
 
 
 def consensus_center(sums) -> torch.Tensor:
@@ -73,7 +47,7 @@ class GroupHost:
         if threads:
             torch.set_num_threads(threads)
         self.world = world
-        self.plugins = Plugins.build(world.scenario)
+        self.plugins = Plugins.of(world)
         self.group = PeerGroup(world, peer_ids, self.plugins)
         self.claimed = exchange.claimed_classes(world, self.plugins.attack)
         self.honest_bytes = exchange.message_bytes(world, self.plugins.privacy)
