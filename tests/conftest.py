@@ -35,3 +35,17 @@ def tiny_scenario(**overrides) -> dict:
             node = node.setdefault(part, {})
         node[parts[-1]] = value
     return scenario
+
+
+def two_node_cluster():
+    """A ``ray.cluster_utils.Cluster`` of two one-CPU nodes, both registered.
+
+    On a loaded 2-core machine a raylet can miss Ray's default health checks (about 15 s)
+    and be declared dead mid-test, leaving one node; the checks here allow 3 minutes.
+    """
+    from ray.cluster_utils import Cluster
+    config = {"health_check_failure_threshold": 60, "health_check_period_ms": 3000}
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "_system_config": config})
+    cluster.add_node(num_cpus=1)
+    cluster.wait_for_nodes()
+    return cluster

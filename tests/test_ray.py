@@ -132,12 +132,10 @@ def test_curious_peers_on_ray_score_like_local(tmp_path, ray_instance):
 
 
 def test_two_node_cluster_places_peers_on_both_nodes(tmp_path):
-    from ray.cluster_utils import Cluster
+    from tests.conftest import two_node_cluster
     if ray.is_initialized():
         ray.shutdown()
-    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
-    cluster.add_node(num_cpus=1)
-    cluster.wait_for_nodes()
+    cluster = two_node_cluster()
     try:
         ray.init(address=cluster.address, include_dashboard=False, log_to_driver=False)
         assert len([n for n in ray.nodes() if n["Alive"]]) == 2
@@ -158,4 +156,5 @@ def test_two_node_cluster_places_peers_on_both_nodes(tmp_path):
         same_metrics(rows_of(local), rows_of(remote))
     finally:
         ray.shutdown()
+        cluster.shutdown()
         cluster.shutdown()

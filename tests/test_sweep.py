@@ -385,16 +385,14 @@ def test_describe_against_hand_numbers():
 @pytest.mark.xdist_group("ray")
 def test_sweep_on_a_two_node_ray_cluster_gives_the_local_table(tmp_path):
     ray = pytest.importorskip("ray")
-    from ray.cluster_utils import Cluster
+    from tests.conftest import two_node_cluster
     path = write_sweep(tmp_path, {"name": "onray", "base": tiny_scenario(**{"rounds": 3}),
                                   "axes": {"defense.name": ["mean", "median"]}, "seeds": 2})
     workers = str(max(2, os.cpu_count() or 2))  # one torch thread per worker, as in a Ray task
     assert main(["sweep", str(path), "--jobs", workers, "--out", str(tmp_path / "local"), "--no-progress"]) == 0
     if ray.is_initialized():
         ray.shutdown()
-    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
-    cluster.add_node(num_cpus=1)
-    cluster.wait_for_nodes()
+    cluster = two_node_cluster()
     try:
         assert main(["sweep", str(path), "--ray", cluster.address, "--out", str(tmp_path / "ray"),
                      "--no-progress"]) == 0
