@@ -14,9 +14,9 @@ import torch
 from defenses.base import Defense
 from defenses.aggregation.common import candidates_with_own, group_valid, zero_invalid
 from fedsim import functional as F
-from defenses.aggregation.neighbour_bound import (BOUND, WEIGHTS, bound_at_most_neighbours,
+from defenses.aggregation.neighbour_bound import (BOUND, WEIGHTS,
                                                   bound_needs_context, context_weights, group_bounds,
-                                                  resolve_bound)
+                                                  resolve_bound, f_at_most_neighbours)
 from fedsim.params import Interval
 from fedsim.registry import register
 
@@ -172,9 +172,7 @@ class ClippedGossip(Defense):
         self.weights = weights
         self.needs_context = bound_needs_context(f) or weights == "metropolis_hastings"
 
-    @staticmethod
-    def check_run(args, facts):
-        return bound_at_most_neighbours(args, facts, "f")
+    check_run = staticmethod(f_at_most_neighbours)
 
     def radius(self, distances: torch.Tensor, f: int):
         return self.tau if self.tau is not None else adaptive_clip_radius(distances, f)

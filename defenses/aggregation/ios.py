@@ -5,8 +5,8 @@ import torch
 
 from defenses.base import Defense
 from fedsim import functional as F
-from defenses.aggregation.neighbour_bound import (BOUND, WEIGHTS, bound_at_most_neighbours,
-                                                  bound_needs_context, context_weights, resolve_bound)
+from defenses.aggregation.neighbour_bound import (BOUND, WEIGHTS,
+                                                  bound_needs_context, context_weights, resolve_bound, f_at_most_neighbours)
 from fedsim.registry import register
 
 
@@ -95,9 +95,7 @@ class IOS(Defense):
         self.weights = weights
         self.needs_context = bound_needs_context(f) or weights == "metropolis_hastings"
 
-    @staticmethod
-    def check_run(args, facts):
-        return bound_at_most_neighbours(args, facts, "f")
+    check_run = staticmethod(f_at_most_neighbours)
 
     def aggregate(self, own, received, ctx=None):
         k = received.shape[0]

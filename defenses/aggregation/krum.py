@@ -14,7 +14,7 @@ from defenses.base import Defense
 from defenses.aggregation.common import candidates_with_own
 from fedsim import functional as F
 from defenses.aggregation.neighbour_bound import (BOUND, bound_at_most_neighbours, bound_needs_context,
-                                                  resolve_bound)
+                                                  resolve_bound, f_at_most_neighbours)
 from fedsim.params import Boolean, Interval
 from fedsim.registry import register
 
@@ -121,9 +121,7 @@ class Krum(Defense):
         self.average_with_own = bool(average_with_own)
         self.needs_context = bound_needs_context(f)
 
-    @staticmethod
-    def check_run(args, facts):
-        return bound_at_most_neighbours(args, facts, "f")
+    check_run = staticmethod(f_at_most_neighbours)
 
     def aggregate(self, own, received, ctx=None):
         rows = candidates_with_own(own, received)
@@ -248,9 +246,7 @@ class Bulyan(Defense):
         self.f = f
         self.needs_context = bound_needs_context(f)
 
-    @staticmethod
-    def check_run(args, facts):
-        return bound_at_most_neighbours(args, facts, "f")
+    check_run = staticmethod(f_at_most_neighbours)
 
     def aggregate(self, own, received, ctx=None):
         rows = candidates_with_own(own, received)

@@ -42,6 +42,12 @@ def bound_at_most_neighbours(args: dict, facts, *names: str) -> list:
     return at_most_neighbours(counts, facts, *counts)
 
 
+def f_at_most_neighbours(args: dict, facts) -> list:
+    """The ``check_run`` of every rule bounded by an argument ``f``: at most the largest
+    neighbourhood of the run (the rules' own fallbacks handle smaller ones)."""
+    return bound_at_most_neighbours(args, facts, "f")
+
+
 def bound_needs_context(value) -> bool:
     """Whether resolving ``value`` reads the peer's context (only ``"auto"`` does)."""
     return isinstance(value, str) and value == AUTO
