@@ -11,6 +11,17 @@ import matplotlib.pyplot as plt  # noqa: E402
 import networkx as nx  # noqa: E402
 
 
+def _finish_accuracy_axes(fig, ax, title: str, path) -> None:
+    """The common end of an accuracy figure: 0-1 axis, grid, title, legend, saved, closed."""
+    ax.set_ylim(0, 1)
+    ax.grid(alpha=0.3)
+    ax.set_title(title)
+    ax.legend(loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
 def accuracy_plot(rows: list[dict], path: Path, title: str = "") -> None:
     """Honest peers' mean accuracy with the min-max band, per evaluated round."""
     rounds = [r["round"] for r in rows]
@@ -22,13 +33,7 @@ def accuracy_plot(rows: list[dict], path: Path, title: str = "") -> None:
         ax.plot(rounds, [r["attack_success_rate"] for r in rows], "--", label="backdoor success")
     ax.set_xlabel("round")
     ax.set_ylabel("test accuracy")
-    ax.set_ylim(0, 1)
-    ax.grid(alpha=0.3)
-    ax.set_title(title)
-    ax.legend(loc="lower right")
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+    _finish_accuracy_axes(fig, ax, title, path)
 
 
 def topology_plot(graph: nx.Graph, byzantine, curious, path: Path, seed: int = 0) -> None:
@@ -194,13 +199,7 @@ def hops_plot(hops, accuracy, path: Path, title: str = "") -> None:
     ax.set_xticks(distances)
     ax.set_xlabel("hops to nearest Byzantine peer (round-1 graph)")
     ax.set_ylabel(f"final {ACCURACY_LABEL}")
-    ax.set_ylim(0, 1)
-    ax.grid(alpha=0.3)
-    ax.set_title(title)
-    ax.legend(loc="lower right")
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+    _finish_accuracy_axes(fig, ax, title, path)
 
 
 def topology_accuracy_plot(graph: nx.Graph, accuracy: dict, byzantine, path: Path, seed: int = 0,
