@@ -217,7 +217,8 @@ def adam_step(grad: torch.Tensor, m: torch.Tensor, v: torch.Tensor, step: int, l
     ``m <- beta1 m + (1 - beta1) g``, ``v <- beta2 v + (1 - beta2) g^2``,
     ``update = lr m_hat / (sqrt(v_hat) + eps)`` with the bias corrections
     ``m_hat = m / (1 - beta1^t)``, ``v_hat = v / (1 - beta2^t)``; ``step = t`` counts
-    from 1 and ``m``, ``v`` start at zero. Out of place, so differentiable (the
+    from 1 and ``m``, ``v`` start at zero; ``step`` may be an integer tensor ``[n]``, one
+    count per leading row of ``grad`` (peers that have trained different numbers of steps). Out of place, so differentiable (the
     inversion attacks replay it). ``sqrt_floor`` is added to ``v_hat`` under the square
     root: ``sqrt`` has an infinite derivative at 0, and a replay differentiated through
     exactly-zero gradients passes ``1e-30`` (the forward value changes by < 1e-15).
@@ -228,8 +229,13 @@ def adam_step(grad: torch.Tensor, m: torch.Tensor, v: torch.Tensor, step: int, l
     """
     m = m.mul(beta1).add(grad, alpha=1 - beta1)
     v = v.mul(beta2).addcmul(grad, grad, value=1 - beta2)
-    m_hat = m / (1 - beta1 ** step)
-    v_hat = v / (1 - beta2 ** step)
+    if torch.is_tensor(step):  # one step count per leading row, broadcast over the rest
+        step = step.double().view(-1, *([1] * (grad.dim() - 1)))
+        m_hat = m / (1 - beta1 ** step).to(m.dtype)
+        v_hat = v / (1 - beta2 ** step).to(v.dtype)
+    else:
+        m_hat = m / (1 - beta1 ** step)
+        v_hat = v / (1 - beta2 ** step)
     if sqrt_floor:
         v_hat = v_hat + sqrt_floor
     return lr * m_hat / (v_hat.sqrt() + eps), m, v

@@ -25,16 +25,35 @@ _CHUNK_BYTES = 256 * 2**20
 _EVAL_CHUNK_BYTES = 128 * 2**20
 
 
-def batch_positions(world: World, peer_ids: np.ndarray, round_: int) -> torch.Tensor:
+def batch_positions(world: World, peer_ids: np.ndarray, round_: int,
+                    draw_keys: Optional[np.ndarray] = None) -> torch.Tensor:
     """``[n, local_steps * batch_size]`` positions into ``world.peers.train_rows`` of the
-    samples each peer trains on in ``round_`` (uniform with replacement, keyed draws)."""
+    samples each peer trains on in ``round_`` (uniform with replacement, keyed draws).
+    ``draw_keys [n]``, when given, replaces ``round_`` as the key of each peer's draw."""
     t = world.scenario.training
     ids = torch.as_tensor(np.asarray(peer_ids, dtype=np.int64))
     counts = world.peers.train_count()[ids]
     starts = world.peers.train_offsets[:-1][ids]
-    u = torch.as_tensor(rng.uniform(world.seed, peer_ids, round_, "batch", t.local_steps * t.batch_size))
+    count = t.local_steps * t.batch_size
+    if draw_keys is None:
+        u = rng.uniform(world.seed, peer_ids, round_, "batch", count)
+    else:
+        draw_keys = np.asarray(draw_keys, dtype=np.int64)
+        u = np.empty((len(ids), count))
+        for key in np.unique(draw_keys):
+            same = draw_keys == key
+            u[same] = rng.uniform(world.seed, np.asarray(peer_ids)[same], int(key), "batch", count)
+    u = torch.as_tensor(u)
     pos = starts[:, None] + torch.floor(u * counts[:, None].double()).long()
     return torch.minimum(pos, (starts + (counts - 1).clamp(min=0))[:, None])
+
+
+def _step_count(steps: torch.Tensor):
+    """Adam's step number for ``F.adam_step``: one int when every peer has made the
+    same number of steps (the synchronous path, bit for bit as a scalar), else the
+    per-peer counts."""
+    first = int(steps[0]) if len(steps) else 0
+    return first if bool((steps == first).all()) else steps
 
 
 class PeerGroup:
@@ -58,7 +77,7 @@ class PeerGroup:
         self.training = s.training
         self.adam_m = torch.zeros_like(self.heads) if s.training.optimizer == "adam" else None
         self.adam_v = torch.zeros_like(self.heads) if s.training.optimizer == "adam" else None
-        self.adam_steps = 0
+        self.adam_steps = torch.zeros(n, dtype=torch.int64)
         self.defense_state: list[dict] = [{} for _ in range(n)]
         # FedRS (Li & Zhan, KDD 2021): logits of classes a peer does not hold are scaled
         # by missing_class_scale during local training (1 = plain softmax).
@@ -79,44 +98,81 @@ class PeerGroup:
         self.class_membership = exchange.class_membership(world) if self.defense.needs_context else None
 
     # ------------------------------------------------------------------ training
-    def train(self, round_: int) -> torch.Tensor:
+    def train(self, round_: int, rows: Optional[torch.Tensor] = None,
+              draw_keys: Optional[np.ndarray] = None) -> torch.Tensor:
         """``local_steps`` mini-batch steps on every peer's own features, all peers at
-        once; returns the heads to send (after any sender-side privacy transform)."""
-        w, t = self.world, self.training
-        self.previous = self.heads.clone()
-        counts = w.peers.train_count()[self.ids_t]
-        pos = batch_positions(w, self.ids, round_)
-        rows = w.peers.train_rows[pos] if w.peers.train_rows.numel() else torch.zeros_like(pos)
-        labels = w.peers.train_labels[pos] if w.peers.train_labels.numel() else torch.zeros_like(pos)
-        feats = w.features[rows].view(len(self.ids), t.local_steps, t.batch_size, -1)
-        labels = labels.view(len(self.ids), t.local_steps, t.batch_size)
-        active = (counts > 0).to(self.heads.dtype)[:, None, None]
-        for step in range(t.local_steps):
-            _, grad = self.head_fn.loss_and_grad(self.heads, feats[:, step], labels[:, step], self.logit_scale)
-            if t.weight_decay:
-                grad = grad + t.weight_decay * self.heads
-            self.heads -= active * self._step(grad)
-        sent = self.outgoing(round_)
-        return sent if self.held_rows is None else torch.where(self.held_rows, sent, self.previous)
+        once; returns the heads to send (after any sender-side privacy transform).
 
-    def _step(self, grad: torch.Tensor) -> torch.Tensor:
+        ``rows`` (a sorted LongTensor of local row indices; None = every peer) trains only
+        those peers: the others keep their head, previous head and optimizer state, and
+        only the trained rows' sent heads are returned. ``draw_keys`` (one int per trained
+        row) replace ``round_`` as the key of each row's batch draw and privacy noise.
+        """
+        w, t = self.world, self.training
+        if rows is None:
+            ids, heads = self.ids, self.heads
+        else:
+            ids, heads = self.ids[rows.numpy()], self.heads[rows]
+        previous = heads.clone()
+        counts = w.peers.train_count()[torch.as_tensor(ids)]
+        pos = batch_positions(w, ids, round_, draw_keys)
+        sample_rows = w.peers.train_rows[pos] if w.peers.train_rows.numel() else torch.zeros_like(pos)
+        labels = w.peers.train_labels[pos] if w.peers.train_labels.numel() else torch.zeros_like(pos)
+        feats = w.features[sample_rows].view(len(ids), t.local_steps, t.batch_size, -1)
+        labels = labels.view(len(ids), t.local_steps, t.batch_size)
+        active = (counts > 0).to(heads.dtype)[:, None, None]
+        logit_scale = self._select(self.logit_scale, rows)
+        for step in range(t.local_steps):
+            _, grad = self.head_fn.loss_and_grad(heads, feats[:, step], labels[:, step], logit_scale)
+            if t.weight_decay:
+                grad = grad + t.weight_decay * heads
+            heads -= active * self._step(grad, rows)
+        if rows is None:
+            self.previous = previous
+        else:
+            self.heads[rows] = heads
+            self.previous[rows] = previous
+        keys = np.full(len(ids), round_, dtype=np.int64) if draw_keys is None else np.asarray(draw_keys)
+        sent = self.outgoing(ids, heads, previous, keys)
+        held_rows = self._select(self.held_rows, rows)
+        return sent if held_rows is None else torch.where(held_rows, sent, previous)
+
+    @staticmethod
+    def _select(per_peer: Optional[torch.Tensor], rows: Optional[torch.Tensor]) -> Optional[torch.Tensor]:
+        """The ``rows`` of a per-peer tensor (all of it when ``rows`` is None; None stays None)."""
+        return per_peer if per_peer is None or rows is None else per_peer[rows]
+
+    def _step(self, grad: torch.Tensor, rows: Optional[torch.Tensor]) -> torch.Tensor:
         t = self.training
         if t.optimizer == "sgd":
             return t.lr * grad
-        # Adam (Kingma & Ba 2015), beta1 0.9, beta2 0.999, eps 1e-8; moments persist across rounds.
-        self.adam_steps += 1
-        update, self.adam_m, self.adam_v = F.adam_step(grad, self.adam_m, self.adam_v, self.adam_steps, t.lr)
+        # Adam (Kingma & Ba 2015), beta1 0.9, beta2 0.999, eps 1e-8; moments and step
+        # counts persist across rounds, per peer.
+        if rows is None:
+            self.adam_steps += 1
+            update, self.adam_m, self.adam_v = F.adam_step(grad, self.adam_m, self.adam_v,
+                                                           _step_count(self.adam_steps), t.lr)
+            return update
+        self.adam_steps[rows] += 1
+        update, m, v = F.adam_step(grad, self.adam_m[rows], self.adam_v[rows],
+                                   _step_count(self.adam_steps[rows]), t.lr)
+        self.adam_m[rows], self.adam_v[rows] = m, v
         return update
 
-    def outgoing(self, round_: int) -> torch.Tensor:
+    def outgoing(self, ids: np.ndarray, heads: torch.Tensor, previous: torch.Tensor,
+                 keys: np.ndarray) -> torch.Tensor:
+        """The heads peers ``ids`` send after training ``previous -> heads``: the
+        sender-side privacy transform applied to each honest peer's update, its noise
+        keyed by ``keys`` (the round of each peer's draw)."""
+        sent = heads.clone()
         if self.privacy is None:
-            return self.heads.clone()
-        sent = self.heads.clone()
-        for r, peer in enumerate(self.ids):
-            if self.is_byzantine[r]:
+            return sent
+        byz = set(self.world.byzantine_ids)
+        for r, peer in enumerate(ids):
+            if int(peer) in byz:
                 continue
-            g = rng.generator(self.world.seed, int(peer), round_, "privacy")
-            sent[r] = self.previous[r] + self.privacy.apply(self.heads[r] - self.previous[r], g)
+            g = rng.generator(self.world.seed, int(peer), int(keys[r]), "privacy")
+            sent[r] = previous[r] + self.privacy.apply(heads[r] - previous[r], g)
         return sent
 
     def byzantine_heads(self) -> tuple[list, torch.Tensor, torch.Tensor]:
@@ -237,7 +293,7 @@ class PeerGroup:
         return {"ids": self.ids.copy(), "heads": self.heads.clone(),
                 "adam_m": None if self.adam_m is None else self.adam_m.clone(),
                 "adam_v": None if self.adam_v is None else self.adam_v.clone(),
-                "adam_steps": self.adam_steps, "defense_state": self.defense_state}
+                "adam_steps": self.adam_steps.clone(), "defense_state": self.defense_state}
 
     def load_state_dict(self, state: dict) -> None:
         pos = {int(g): r for r, g in enumerate(state["ids"])}
@@ -246,5 +302,8 @@ class PeerGroup:
         if self.adam_m is not None and state.get("adam_m") is not None:
             self.adam_m = state["adam_m"][rows].clone()
             self.adam_v = state["adam_v"][rows].clone()
-        self.adam_steps = int(state.get("adam_steps", 0))
+        steps = state.get("adam_steps", 0)
+        # Checkpoints written before step counts were per peer hold one int for all.
+        self.adam_steps = (steps[rows].clone() if torch.is_tensor(steps)
+                           else torch.full((len(self.ids),), int(steps), dtype=torch.int64))
         self.defense_state = [state["defense_state"][int(r)] for r in rows]

@@ -97,7 +97,7 @@ def merge_states(states: list[dict]) -> dict:
     cat = lambda key: None if states[0][key] is None else torch.cat([s[key] for s in states])[torch.as_tensor(order)]
     defense_state = [d for s in states for d in s["defense_state"]]
     return {"ids": ids[order], "heads": cat("heads"), "adam_m": cat("adam_m"), "adam_v": cat("adam_v"),
-            "adam_steps": max(s["adam_steps"] for s in states),
+            "adam_steps": cat("adam_steps"),
             "defense_state": [defense_state[i] for i in order]}
 
 
