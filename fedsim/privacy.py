@@ -129,6 +129,8 @@ class PrivacyRecorder:
             "defense": p.defense.name,
             "defense_params": self.defense.describe() if self.defense is not None else dict(p.defense.args),
             "start_head": "common initial head in round 1; later rounds: the curious peer's own head",
+            # Differential privacy of every honest peer's data over the run (DPGaussian.accounting).
+            **({"epsilon": self.defense.accounting(w.scenario.rounds)} if hasattr(self.defense, "accounting") else {}),
             "psnr_mean": mean("psnr_mean"), "ssim_mean": mean("ssim_mean"),
             "label_accuracy": mean("label_accuracy"), "feature_cosine_mean": mean("feature_cosine_mean"),
             "per_victim": per_victim,

@@ -153,7 +153,8 @@ def test_registered_names_and_describe():
     assert {"none", "dp_gaussian", "topk", "quantize"} <= set(names("privacy_defenses"))
     rule = create("privacy_defenses", "dp_gaussian", clip=2.0, noise_multiplier=0.5)
     assert isinstance(rule, DPGaussian)
-    assert rule.describe() == {"name": "dp_gaussian", "clip": 2.0, "noise_multiplier": 0.5, "noise_std": 1.0}
+    assert rule.describe() == {"name": "dp_gaussian", "clip": 2.0, "noise_multiplier": 0.5, "noise_std": 1.0,
+                               "delta": 1e-5}
     assert DPGaussian().describe()["clip"] == 1.0 and DPGaussian().describe()["noise_multiplier"] == 1.0
     assert create("privacy_defenses", "topk").describe() == {"name": "topk", "fraction": 0.1, "k": None}
     assert create("privacy_defenses", "quantize").describe() == {"name": "quantize", "bits": 8, "levels": 127}

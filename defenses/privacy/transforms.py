@@ -26,6 +26,7 @@ import math
 import torch
 
 from fedsim import functional as F
+from fedsim.accountant import ACCOUNTANT, gaussian_epsilon
 from fedsim.api import PrivacyDefense
 from fedsim.params import Interval
 from fedsim.registry import register
@@ -139,11 +140,15 @@ class DPGaussian(PrivacyDefense):
         The L2 norm an update is clipped to.
     noise_multiplier : float >= 0, default 1.0
         Noise standard deviation in units of ``clip``.
+    delta : float in (0, 1), default 1e-5
+        The ``delta`` at which :meth:`epsilon` is reported.
 
     Notes
     -----
-    This is per-message local noise; no privacy accountant is run (the epsilon of a run
-    depends on how many rounds a peer's update is observed). The clipped part is
+    Per-message local noise, one release a round to all neighbours. A *record* is the
+    peer's whole local data (add/remove: the update without it is zero), the L2
+    sensitivity is ``clip``, and :meth:`epsilon` composes the rounds by Renyi DP
+    (:mod:`fedsim.accountant`, Opacus's RDP accountant). The clipped part is
     differentiable in ``delta``; the noise is a constant drawn from ``rng``.
 
     References
@@ -163,10 +168,11 @@ class DPGaussian(PrivacyDefense):
     """
 
     name = "dp_gaussian"
-    parameters = {"clip": Interval(float, 0, None, closed="neither"), "noise_multiplier": Interval(float, 0, None)}
+    parameters = {"clip": Interval(float, 0, None, closed="neither"), "noise_multiplier": Interval(float, 0, None),
+                  "delta": Interval(float, 0, 1, closed="neither")}
 
-    def __init__(self, clip: float = 1.0, noise_multiplier: float = 1.0):
-        self.clip, self.noise_multiplier = float(clip), float(noise_multiplier)
+    def __init__(self, clip: float = 1.0, noise_multiplier: float = 1.0, delta: float = 1e-5):
+        self.clip, self.noise_multiplier, self.delta = float(clip), float(noise_multiplier), float(delta)
 
     @property
     def noise_std(self) -> float:
@@ -188,9 +194,25 @@ class DPGaussian(PrivacyDefense):
         a zero update stays zero)."""
         return F.clip_rows(delta.flatten(), self.clip).view_as(delta)
 
+    def epsilon(self, rounds: int) -> float:
+        """``epsilon`` at ``self.delta`` of a peer's data after ``rounds`` releases
+        (:func:`fedsim.accountant.gaussian_epsilon`; ``inf`` without noise)."""
+        return gaussian_epsilon(self.noise_multiplier, rounds, self.delta)
+
+    def accounting(self, rounds: int) -> dict:
+        """The run summary's ``privacy.epsilon``: ``epsilon`` at ``delta`` after one round
+        and after the run's ``rounds`` (``None`` where no finite bound holds, no noise).
+        Valid for the released messages given their start heads: a peer merges its own
+        un-noised head, so from round 2 on the head it sends from also carries its earlier
+        updates unprotected (README, "Privacy")."""
+        finite = lambda eps: eps if math.isfinite(eps) else None  # noqa: E731
+        return {"delta": self.delta, "per_round": finite(self.epsilon(1)), "run": finite(self.epsilon(rounds)),
+                "rounds": rounds, "record": "a peer's whole local data (add/remove)",
+                "sensitivity": self.clip, "accountant": ACCOUNTANT}
+
     def describe(self):
         return {"name": self.name, "clip": self.clip, "noise_multiplier": self.noise_multiplier,
-                "noise_std": self.noise_std}
+                "noise_std": self.noise_std, "delta": self.delta}
 
 
 @register("privacy_defenses", "topk")
