@@ -143,6 +143,56 @@ class Privacy(_Strict):
     defense: PrivacyDefenseSpec = Field(default_factory=PrivacyDefenseSpec, description="sender-side privacy defense")
 
 
+class Distribution(_Strict):
+    """A positive quantity drawn once per peer (compute) or per directed link (latency)."""
+    kind: Literal["constant", "lognormal", "pareto"] = Field(
+        "constant", description="constant | lognormal (mean, sigma) | pareto (mean, alpha: heavy-tailed)")
+    mean: float = Field(0.0, ge=0, description="mean of the distribution (simulated seconds)")
+    sigma: float = Field(0.5, ge=0, description="lognormal: standard deviation of the log")
+    alpha: float = Field(2.0, gt=1, description="pareto: tail index (> 1, so that the mean exists)")
+
+
+class Links(_Strict):
+    latency: Distribution = Field(default_factory=Distribution,
+                                  description="per directed link, drawn once (simulated seconds)")
+    bandwidth: Optional[float] = Field(None, gt=0, description="bytes/s of every link; null = unlimited "
+                                       "(transfer time = bytes on the wire / bandwidth + latency)")
+    loss: float = Field(0.0, ge=0, le=1, description="probability that a message is lost")
+
+
+class ChurnProcess(_Strict):
+    up_mean: Optional[float] = Field(None, gt=0, description="mean online spell (simulated seconds, "
+                                     "exponential); null = never leaves")
+    down_mean: float = Field(1.0, gt=0, description="mean offline spell (simulated seconds, exponential)")
+    join_at: float = Field(0.0, ge=0, description="simulated time of the first joining (offline before)")
+
+
+class Churn(ChurnProcess):
+    trace: Optional[str] = Field(None, description="CSV file of online spells: peer,start,end (replaces the "
+                                 "exponential process; peers not listed are always online)")
+    queue: bool = Field(False, description="messages that arrive while the receiver is offline wait for it "
+                        "(true) or are lost (false)")
+    attackers: Optional[ChurnProcess] = Field(None, description="the Byzantine peers' own churn; absent = "
+                                              "the same process as honest peers")
+
+
+class Network(_Strict):
+    mode: Literal["sync", "async"] = Field("sync", description="sync: rounds with a barrier | async: "
+                                           "event-driven gossip on a simulated clock")
+    round_s: float = Field(1.0, gt=0, description="sync: simulated seconds per round (the clock of churn)")
+    participation: float = Field(1.0, gt=0, le=1, description="sync: share of online peers drawn to take "
+                                 "part in each round (client sampling)")
+    compute: Distribution = Field(default_factory=lambda: Distribution(mean=1.0),
+                                  description="async: simulated seconds of one local step, drawn once per peer")
+    compute_per_peer: Optional[list[float]] = Field(None, description="async: seconds of one local step of "
+                                                    "each peer (replaces compute)")
+    links: Links = Field(default_factory=Links, description="latency, bandwidth and loss of messages")
+    churn: Optional[Churn] = Field(None, description="peers going offline and back; absent = always online")
+    tick: float = Field(0.1, gt=0, description="async: simulated seconds merged into one batched step")
+    duration_s: float = Field(100.0, gt=0, description="async: simulated seconds to run")
+    eval_every_s: float = Field(10.0, gt=0, description="async: evaluate every this many simulated seconds")
+
+
 class Backend(_Strict):
     name: Literal["local", "ray"] = Field("local", description="local (one process) | ray (actors)")
     address: Optional[str] = Field(None,
@@ -173,6 +223,8 @@ class Scenario(_Strict):
     defense: DefenseSpec = Field(default_factory=DefenseSpec, description="aggregation rule of honest peers")
     adversary: Optional[Adversary] = Field(None, description="Byzantine peers; absent = none")
     privacy: Optional[Privacy] = Field(None, description="curious peers and gradient inversion; absent = none")
+    network: Optional[Network] = Field(None, description="simulated network: async gossip, churn, loss, "
+                                       "latency, participation; absent = synchronous rounds, every message arrives")
     backend: Backend = Field(default_factory=Backend, description="where peers run")
     output: Output = Field(default_factory=Output, description="what the run writes")
 
@@ -575,3 +627,7 @@ def check_semantics(s: Scenario, source: str) -> None:
         _check_args(source, "privacy.defense.args", "privacy_defenses", p.defense.name, p.defense.args, facts)
     if s.backend.name == "local" and s.backend.address is not None:
         raise ScenarioError(f"{source}: backend.address: only used with backend.name: ray")
+    if s.network is not None:
+        from fedsim.network.validate import problems
+        for key, message in problems(s)[:1]:
+            raise ScenarioError(f"{source}: {key}: {message}")

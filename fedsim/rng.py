@@ -50,6 +50,19 @@ def uniform(seed: int, peer_ids, round_: int, purpose: str, count: int) -> np.nd
     return (bits >> np.uint64(11)).astype(np.float64) * (1.0 / (1 << 53))
 
 
+def uniform_keyed(seed: int, peer_ids, rounds, purpose: str, count: int) -> np.ndarray:
+    """``[len(peer_ids), count]`` uniforms, row ``i`` keyed ``(seed, peer_ids[i], rounds[i],
+    purpose)``: :func:`uniform` with one round per row (draws of peers at different
+    points of their own schedules, as in asynchronous gossip)."""
+    peer_ids = np.asarray(peer_ids, dtype=np.int64)
+    rounds = np.asarray(rounds, dtype=np.int64)
+    out = np.empty((len(peer_ids), count))
+    for round_ in np.unique(rounds):
+        same = rounds == round_
+        out[same] = uniform(seed, peer_ids[same], int(round_), purpose, count)
+    return out
+
+
 def seed_for(seed: int, peer_id: int, round_: int, purpose: str) -> int:
     """A 63-bit integer seed for ``(seed, peer, round, purpose)``."""
     return int(keys(seed, [peer_id], round_, purpose)[0] >> np.uint64(1))

@@ -130,9 +130,10 @@ def _flatten(value, prefix: str = "") -> dict:
 
 
 def changed_keys(before: dict, after: dict) -> list[str]:
-    """Key paths whose values differ between two resolved scenarios, minus the safe ones."""
+    """Key paths whose values differ between two resolved scenarios, minus the safe ones.
+    A key one side lacks counts as null (a section added to the schema since, absent)."""
     old, new = _flatten(before), _flatten(after)
-    changed = sorted(k for k in set(old) | set(new) if old.get(k, ...) != new.get(k, ...))
+    changed = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
     return [k for k in changed if not any(k == safe or k.startswith(safe + ".") for safe in RESUME_SAFE_KEYS)]
 
 
