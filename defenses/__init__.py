@@ -26,6 +26,7 @@ fltrust             defenses/aggregation/fltrust.py
 foolsgold           defenses/aggregation/foolsgold.py
 none, dp_gaussian,  defenses/privacy/transforms.py
 topk, quantize      (privacy_defenses: sender-side transforms)
+adaptive_quantize   defenses/privacy/adaptive.py
 ==================  ==========================================
 """
 from __future__ import annotations
