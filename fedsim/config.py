@@ -86,6 +86,7 @@ class Model(_Strict):
     backbone_args: dict[str, Any] = Field(default_factory=dict, description="keyword arguments of the backbone")
     head: str = Field("linear",
                       description="trained output layer and its loss: linear (softmax) | l2svm (fedsim list heads)")
+    head_args: dict[str, Any] = Field(default_factory=dict, description="keyword arguments of the head (l2svm: C)")
     head_init: Literal["random", "public"] = Field("random",
                                                    description="common initial head: random, or fitted on the public split")
     pretrain: Pretrain = Field(default_factory=Pretrain, description="backbone pre-training on the public split")
@@ -581,6 +582,7 @@ def check_semantics(s: Scenario, source: str) -> None:
     _check_name(source, "data.partition.kind", "partitions", s.data.partition.kind)
     _check_name(source, "model.backbone", "backbones", s.model.backbone)
     _check_name(source, "model.head", "heads", s.model.head)
+    _check_args(source, "model.head_args", "heads", s.model.head, s.model.head_args, RunFacts())
     if s.model.pretrain.classes is not None and not s.model.pretrain.classes:
         raise ScenarioError(f"{source}: model.pretrain.classes: must be null or a non-empty list")
     _check_args(source, "data.args", "datasets", s.data.dataset, s.data.args, RunFacts())

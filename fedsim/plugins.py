@@ -29,7 +29,7 @@ class Plugins:
         adv = s.adversary
         pdef = s.privacy.defense if s.privacy is not None else None
         return cls(
-            head=create("heads", s.model.head),
+            head=create("heads", s.model.head, **s.model.head_args),
             defense=create("defenses", s.defense.name, **s.defense.args),
             fallback=create("defenses", "mean"),
             attack=create("attacks", adv.attack.name, **adv.attack.args) if adv is not None else None,

@@ -39,6 +39,7 @@ DECLARED_KINDS = {
     "topologies": ("n_peers", "seed"),
     "datasets": ("root", "seed", "test_fraction"),
     "backbones": ("input_shape",),
+    "heads": (),
 }
 
 _REGISTRY: dict[str, dict[str, Any]] = {kind: {} for kind in KINDS}

@@ -208,7 +208,8 @@ def build_world(s: Scenario, schedule: Schedule, keep_images: bool = False, sour
     honest = [i for i in range(n) if i not in set(byzantine)]
     if s.model.head_init == "public" and len(public_idx):
         public = torch.as_tensor(np.asarray(public_idx, dtype=np.int64))
-        first_head = fit_head(fs.train_features[public], labels_all[public], dataset.n_classes, s.model.head)
+        first_head = fit_head(fs.train_features[public], labels_all[public], dataset.n_classes, s.model.head,
+                              head_args=s.model.head_args)
     else:
         first_head = init_head(dataset.n_classes, features.shape[1], s.seed)
     world = World(

@@ -30,14 +30,16 @@ def test_softmax_grad_matches_autograd_and_hand_value():
 
 def test_l2svm_loss_and_grad_by_hand():
     # logits z = [0.5, -2], y = 0: t = [1, -1]; hinge terms max(0, 1 - 0.5) = 0.5, max(0, 1 - 2) = 0
+    # (C = 1; the default C = 0.5 halves both, tests/test_gru_svm.py)
     z = torch.tensor([[0.5, -2.0]])
-    assert torch.allclose(L2SVMHead().loss(z, torch.tensor([0])), torch.tensor([0.25]))
+    assert torch.allclose(L2SVMHead(C=1.0).loss(z, torch.tensor([0])), torch.tensor([0.25]))
     # d/dz0 = -2 * 1 * 0.5 = -1, d/dz1 = 0
-    assert torch.allclose(L2SVMHead().logit_grad(z, torch.tensor([0])), torch.tensor([[-1.0, 0.0]]))
+    assert torch.allclose(L2SVMHead(C=1.0).logit_grad(z, torch.tensor([0])), torch.tensor([[-1.0, 0.0]]))
     head = torch.randn(4, 3, requires_grad=True)
     x, y = torch.randn(5, 2), torch.tensor([0, 3, 1, 2, 3])
-    _, grad = L2SVMHead().loss_and_grad(head.detach(), x, y)
-    L2SVMHead().loss(head_logits(head, x), y).mean().backward()
+    _, grad = L2SVMHead(C=1.0).loss_and_grad(head.detach(), x, y)
+    # plus the weight penalty 0.5 ||W||^2 / B (bias column excluded)
+    (L2SVMHead(C=1.0).loss(head_logits(head, x), y).mean() + 0.5 * head[:, :-1].pow(2).sum() / 5).backward()
     assert torch.allclose(grad, head.grad, atol=1e-6)
 
 

@@ -35,9 +35,10 @@ def reference_training(start_head, features, labels, lr, optimizer="sgd", loss="
         logits = features[step] @ head[:, :-1].T + head[:, -1]
         if loss == "linear":
             value = F.cross_entropy(logits, labels[step])
-        else:
+        else:   # Agarap's L2-SVM per sample: C = 0.5, weight penalty 0.5 ||W||^2 / B
             t = 2.0 * F.one_hot(labels[step], head.shape[0]) - 1.0
-            value = torch.clamp(1 - t * logits, min=0).pow(2).sum(dim=1).mean()
+            value = 0.5 * torch.clamp(1 - t * logits, min=0).pow(2).sum(dim=1).mean() \
+                + 0.5 * head[:, :-1].pow(2).sum() / len(labels[step])
         value.backward()
         opt.step()
     return head.detach()
@@ -61,8 +62,7 @@ def make_update(features, labels, lr=0.1, optimizer="sgd", loss="linear", image_
 
 # ------------------------------------------------------------------------- analytic
 
-@pytest.mark.parametrize("loss", ["linear", "l2svm"])
-@pytest.mark.parametrize("steps", [1, 4])
+@pytest.mark.parametrize("loss,steps", [("linear", 1), ("linear", 4), ("l2svm", 1)])
 def test_analytic_recovers_one_samples_features(steps, loss):
     g = torch.Generator().manual_seed(1)
     x = torch.rand(16, generator=g, dtype=torch.float64) + 0.1
@@ -70,6 +70,12 @@ def test_analytic_recovers_one_samples_features(steps, loss):
     features = x.expand(steps, 1, 16)        # the same sample every step
     labels = torch.full((steps, 1), 3)
     end = reference_training(start, features, labels, lr=0.3, loss=loss)
+    if loss == "l2svm":
+        # The L2-SVM's weight penalty (W / B, bias exempt) shrinks the weights by (1 - lr / B)
+        # in the step: an attacker who knows it removes that from the start head. Over several
+        # steps the shrinkage weighs the steps' rank-one terms unequally in W but not in b,
+        # so the recovery is exact for one step only.
+        start = torch.cat([start[:, :-1] * (1 - 0.3 / 1), start[:, -1:]], dim=1)
     recovered = recover_features(start, end)
     assert (recovered - x).norm() / x.norm() < 1e-5
 
@@ -121,9 +127,10 @@ def test_soft_label_gradient_is_the_expected_loss_gradient():
         logits = features[0] @ head[:, :-1].T + head[:, -1]
         if loss_name == "linear":
             per_label = -torch.log_softmax(logits, -1)                       # [B, y]
-        else:
-            per_label = torch.stack([torch.clamp(1 - (2.0 * F.one_hot(torch.full((3,), y), 5) - 1) * logits, min=0)
-                                     .pow(2).sum(-1) for y in range(5)], dim=-1)
+        else:   # C = 0.5 and the weight penalty 0.5 ||W||^2 / B of Agarap's L2-SVM
+            per_label = torch.stack([0.5 * torch.clamp(1 - (2.0 * F.one_hot(torch.full((3,), y), 5) - 1) * logits,
+                                                       min=0).pow(2).sum(-1) for y in range(5)], dim=-1)
+            per_label = per_label + 0.5 * head[:, :-1].pow(2).sum() / 3
         (probs[0] * per_label).sum(-1).mean().backward()
         replayed = replay_local_training(start, features, probs, 1.0, "sgd", loss_name)
         assert torch.allclose(start - replayed, head.grad, atol=1e-12)

@@ -23,10 +23,15 @@ registry.load_plugins()
 # Where each kind's arguments sit in a scenario, and a scenario that uses the plugin.
 SCENARIO_KEY = {"defenses": "defense.args", "attacks": "adversary.attack.args",
                 "inversions": "privacy.attack.args", "privacy_defenses": "privacy.defense.args",
-                "topologies": "topology.args", "datasets": "data.args", "backbones": "model.backbone_args"}
+                "topologies": "topology.args", "datasets": "data.args", "backbones": "model.backbone_args",
+                "heads": "model.head_args"}
 N_PEERS = 10  # complete graph: every peer has 9 neighbours
-# What the engine passes besides the scenario's arguments.
-SUPPLIED = {"topologies": (N_PEERS,), "backbones": ((1, 8, 8),)}
+# What the engine passes besides the scenario's arguments (the gru reads sequences: 8 rows of 8).
+SUPPLIED = {"topologies": (N_PEERS,), "backbones": ((1, 8, 8),), ("backbones", "gru"): ((8, 8),)}
+
+
+def supplied(kind: str, name: str) -> tuple:
+    return SUPPLIED.get((kind, name), SUPPLIED.get(kind, ()))
 # Arguments that make another argument's boundary value usable (cross-argument checks).
 COMPANIONS = {("datasets", "synthetic", "n_samples"): {"n_classes": 2}}
 
@@ -40,6 +45,8 @@ def scenario(kind: str, name: str, args: dict) -> dict:
         s["data"] = {"dataset": name, "args": args}
     elif kind == "backbones":
         s["model"] = {"backbone": name, "backbone_args": args}
+    elif kind == "heads":
+        s["model"] = {"head": name, "head_args": args}
     elif kind == "defenses":
         s["defense"] = spec
     elif kind == "attacks":
@@ -90,11 +97,11 @@ def test_invalid_values_are_refused_with_one_message(kind, name, arg, tmp_path, 
     if all(c is None or isinstance(c, Interval) for c in params._as_list(constraints)):
         for value in (True, "1", math.nan, math.inf, -math.inf):
             with pytest.raises(ParameterError):
-                registry.create(kind, name, *SUPPLIED.get(kind, ()), **{arg: value})
+                registry.create(kind, name, *supplied(kind, name), **{arg: value})
             assert any(type(v) is type(value) and repr(v) == repr(value) for v in bad_values), value
     for number, value in enumerate(bad_values):
         with pytest.raises(ParameterError) as info:
-            registry.create(kind, name, *SUPPLIED.get(kind, ()), **{arg: value})
+            registry.create(kind, name, *supplied(kind, name), **{arg: value})
         message = str(info.value)
         assert re.fullmatch(rf"{arg}: must be .+; got {re.escape(repr(value))}", message), message
         with pytest.raises(config.ScenarioError) as info:
@@ -116,7 +123,7 @@ def test_valid_boundary_values_are_accepted(kind, name, arg, tmp_path, capsys):
         if kind == "datasets":   # building would load the data: only the check here
             registry.validate_args(kind, name, args)
         else:
-            registry.create(kind, name, *SUPPLIED.get(kind, ()), **args)
+            registry.create(kind, name, *supplied(kind, name), **args)
         config.from_dict(scenario(kind, name, args), "scenario.yaml")
 
 

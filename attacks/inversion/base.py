@@ -64,7 +64,9 @@ def head_gradient(head: torch.Tensor, features: torch.Tensor, labels: torch.Tens
     x1 = with_bias_column(features)
     logits = x1 @ head.transpose(-1, -2)
     dz = _expected_logit_grad(head_fn, logits, labels) / features.shape[-2]
-    return dz.transpose(-1, -2) @ x1
+    penalty = head_fn.penalty(head, features.shape[-2])   # l2svm's weight term, as in loss_and_grad
+    grad = dz.transpose(-1, -2) @ x1
+    return grad if penalty is None else grad + penalty[1]
 
 
 def replay_local_training(start_head: torch.Tensor, features: torch.Tensor, labels: torch.Tensor,

@@ -8,16 +8,23 @@ Losses (chosen by ``model.head``):
 
 - ``linear``: softmax cross-entropy, ``-log softmax(z)_y``.
 - ``l2svm``: the L2-SVM of Tang (2013, "Deep Learning using Linear Support Vector
-  Machines") used as the output layer of GRU-SVM (Agarap 2017): one-vs-rest targets
-  ``t_c = +1`` if ``c == y`` else ``-1`` and loss ``sum_c max(0, 1 - t_c z_c)^2``
-  (the weight penalty is the optimizer's ``weight_decay``).
+  Machines") as the output layer of GRU-SVM (Agarap 2017): one-vs-rest targets
+  ``t_c = +1`` if ``c == y`` else ``-1``, objective
+  ``0.5 ||W||^2 + C sum_n sum_c max(0, 1 - t_c z_c)^2`` (``C`` 0.5), divided by the
+  batch size (see :class:`L2SVMHead`).
+
+Either loss can carry the z-loss of Wortsman et al. (2023, "Small-scale proxies for
+large-scale Transformer training instabilities", Sec. 3.1.2): ``z_loss * (log Z)^2``
+per sample with ``log Z = logsumexp(z)`` (``training.z_loss``, off by default; the
+paper uses 1e-4). It pulls ``log Z`` towards 0; its gradient is
+``d/dz_c = 2 z_loss log Z softmax(z)_c``.
 """
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
 from fedsim.functional import adam_step
+from fedsim.params import Interval
 from fedsim.registry import register
 
 
@@ -66,24 +73,69 @@ class Head:
     def predict(self, logits: torch.Tensor) -> torch.Tensor:
         return logits.argmax(dim=-1)
 
+    def penalty(self, head: torch.Tensor, batch_size: int) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """The head's own regulariser per sample of a batch of ``batch_size``: ``(loss [...],
+        grad [..., C, D+1])``; None (no work on the training path) unless a head's paper
+        has one."""
+        return None
+
     def loss_and_grad(self, head: torch.Tensor, features: torch.Tensor, labels: torch.Tensor,
-                      logit_scale: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+                      logit_scale: torch.Tensor | None = None,
+                      z_loss: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
         """Mean loss over the batch and its gradient w.r.t. the head.
 
         ``head [..., C, D+1]``, ``features [..., B, D]``, ``labels [..., B]``
         -> ``(loss [...], grad [..., C, D+1])`` with
-        ``grad = dL/dz^T [x, 1] / B``. ``logit_scale [..., C]`` multiplies each class's
-        logit before the loss (FedRS's restricted softmax), and so its gradient.
+        ``grad = dL/dz^T [x, 1] / B`` plus the head's :meth:`penalty`. ``logit_scale
+        [..., C]`` multiplies each class's logit before the loss (FedRS's restricted
+        softmax), and so its gradient; ``z_loss`` adds ``z_loss * (log Z)^2`` per sample
+        (module doc).
         """
-        x1 = with_bias_column(features)
-        logits = x1 @ head.transpose(-1, -2)
+        logits, grad = self.grad(head, with_bias_column(features), labels, logit_scale, z_loss)
+        per_sample = self.loss(logits, labels)
+        if z_loss:
+            per_sample = per_sample + z_loss * log_partition(logits) ** 2
+        loss = per_sample.mean(dim=-1)
+        penalty = self.penalty(head, labels.shape[-1])
+        return (loss, grad) if penalty is None else (loss + penalty[0], grad)
+
+    def grad(self, head: torch.Tensor, inputs: torch.Tensor, labels: torch.Tensor,
+             logit_scale: torch.Tensor | None = None,
+             z_loss: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
+        """The gradient of :meth:`loss_and_grad` without the loss: ``inputs [..., B, D+1]``
+        are the features with their column of ones (``with_bias_column``), so a caller
+        that trains many steps on one buffer appends it once. Returns
+        ``(logits [..., B, C], grad [..., C, D+1])``, the logits as the loss sees them."""
+        logits = inputs @ head.transpose(-1, -2)
         if logit_scale is not None:
             logits = logits * logit_scale.unsqueeze(-2)
-        per_sample = self.loss(logits, labels)
-        dz = self.logit_grad(logits, labels) / labels.shape[-1]
+        dz = self.logit_grad(logits, labels)
+        if z_loss:
+            dz = dz + z_loss_logit_grad(logits, z_loss)
+        dz = dz / labels.shape[-1]
         if logit_scale is not None:
             dz = dz * logit_scale.unsqueeze(-2)
-        return per_sample.mean(dim=-1), dz.transpose(-1, -2) @ x1
+        grad = dz.transpose(-1, -2) @ inputs
+        penalty = self.penalty(head, labels.shape[-1])
+        return logits, grad if penalty is None else grad + penalty[1]
+
+
+def log_partition(logits: torch.Tensor) -> torch.Tensor:
+    """``log Z = log sum_c exp(z_c)`` of each row of ``logits [..., C]`` -> ``[...]``."""
+    return torch.logsumexp(logits, dim=-1)
+
+
+def z_loss_logit_grad(logits: torch.Tensor, z_loss: float) -> torch.Tensor:
+    """d/dz of ``z_loss * (log Z)^2`` (Wortsman et al. 2023): ``2 z_loss log Z softmax(z)``."""
+    log_z = log_partition(logits).unsqueeze(-1)
+    return (2.0 * z_loss) * log_z * torch.exp(logits - log_z)
+
+
+def _label_indicator_added(values: torch.Tensor, labels: torch.Tensor, amount: float) -> torch.Tensor:
+    """``values + amount * onehot(labels)`` without building the one-hot matrix (out of
+    place, so autograd can differentiate through it)."""
+    index = labels.unsqueeze(-1)
+    return values.scatter_add(-1, index, values.new_full((), amount).expand(index.shape))
 
 
 @register("heads", "linear")
@@ -91,52 +143,76 @@ class SoftmaxHead(Head):
     """Softmax cross-entropy; gradient ``softmax(z) - onehot(y)``."""
 
     name = "linear"
+    parameters: dict = {}
 
     def loss(self, logits, labels):
         return -torch.log_softmax(logits, dim=-1).gather(-1, labels.unsqueeze(-1)).squeeze(-1)
 
     def logit_grad(self, logits, labels):
-        grad = torch.softmax(logits, dim=-1)
-        return grad - F.one_hot(labels, logits.shape[-1]).to(grad.dtype)
+        return _label_indicator_added(torch.softmax(logits, dim=-1), labels, -1.0)
 
 
 @register("heads", "l2svm")
 class L2SVMHead(Head):
-    """Squared one-vs-rest hinge (Tang 2013; GRU-SVM, Agarap 2017).
+    """The L2-SVM output layer of GRU-SVM: Agarap (2017), "A Neural Network Architecture
+    Combining Gated Recurrent Unit (GRU) and Support Vector Machine (SVM) for Intrusion
+    Detection in Network Traffic Data", section 2.3, after Tang (2013)::
 
-    ``loss = sum_c max(0, 1 - t_c z_c)^2``, ``t_c = 2 [c == y] - 1``;
-    ``dloss/dz_c = -2 t_c max(0, 1 - t_c z_c)``.
+        min_W  0.5 ||W||^2 + C sum_n sum_c max(0, 1 - t_nc z_nc)^2,   t_nc = 2 [c == y_n] - 1
+
+    one-vs-rest targets in {-1, +1} for every class, prediction ``argmax_c z_c`` (the
+    margins). ``W`` is the weight matrix only: the bias is not penalised. Default ``C``
+    0.5, the paper's (its hyper-parameter table; ``SVM_C = 0.5`` in the authors'
+    gru_svm_main.py line 39).
+
+    The paper's sum runs over the samples; the authors' code
+    (AFAgarap/gru-svm models/gru_svm/gru_svm.py lines 142-153) applies this objective to
+    each mini-batch, which is what a local step does here. The engine averages over the
+    batch, so the head returns the mini-batch objective divided by the batch size B:
+    per-sample loss ``C sum_c max(0, 1 - t_c z_c)^2``, penalty ``0.5 ||W||^2 / B`` (the
+    same minimiser; the learning rate absorbs the factor B). Gradients:
+    ``dloss/dz_c = -2 C t_c max(0, 1 - t_c z_c)``, ``dpenalty/dW = W / B``.
     """
 
     name = "l2svm"
+    parameters = {"C": Interval(float, 0, None, closed="neither")}
+
+    def __init__(self, C: float = 0.5):
+        self.C = float(C)
 
     @staticmethod
     def _targets(logits, labels):
-        return 2.0 * F.one_hot(labels, logits.shape[-1]).to(logits.dtype) - 1.0
+        return _label_indicator_added(torch.full_like(logits, -1.0), labels, 2.0)
 
     def loss(self, logits, labels):
         t = self._targets(logits, labels)
-        return torch.clamp(1.0 - t * logits, min=0.0).pow(2).sum(dim=-1)
+        return self.C * torch.clamp(1.0 - t * logits, min=0.0).pow(2).sum(dim=-1)
 
     def logit_grad(self, logits, labels):
         t = self._targets(logits, labels)
-        return -2.0 * t * torch.clamp(1.0 - t * logits, min=0.0)
+        return -2.0 * self.C * t * torch.clamp(1.0 - t * logits, min=0.0)
+
+    def penalty(self, head, batch_size):
+        weights = torch.zeros_like(head)
+        weights[..., :-1] = head[..., :-1]
+        return 0.5 * weights.pow(2).sum(dim=(-2, -1)) / batch_size, weights / batch_size
 
 
-def get_head(name: str) -> Head:
+def get_head(name: str, **args) -> Head:
     from fedsim.registry import create
-    return create("heads", name)
+    return create("heads", name, **args)
 
 
 def fit_head(features: torch.Tensor, labels: torch.Tensor, n_classes: int, loss: str = "linear",
-             steps: int = 300, lr: float = 0.05, weight_decay: float = 1e-4) -> torch.Tensor:
+             steps: int = 300, lr: float = 0.05, weight_decay: float = 1e-4,
+             head_args: dict | None = None) -> torch.Tensor:
     """A head fitted on ``features`` by full-batch Adam (deterministic; no random draws).
 
     Used for ``model.head_init: public``: the common initial head is the output layer
     pre-trained on the public split, so every peer starts from a model that already
     knows all (public) classes, as in transfer learning of the whole network.
     """
-    head_fn = get_head(loss)
+    head_fn = get_head(loss, **(head_args or {}))
     head = torch.zeros(n_classes, features.shape[1] + 1)
     m, v = torch.zeros_like(head), torch.zeros_like(head)
     for t in range(1, steps + 1):
