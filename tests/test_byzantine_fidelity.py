@@ -143,6 +143,19 @@ def test_trimmed_mean_auto_trims_per_peer_and_the_batched_form_agrees():
     assert torch.allclose(rule.aggregate_group(own, received, mask, ctxs).flatten(), torch.tensor([2.5, 1.5]))
 
 
+def test_trimmed_mean_auto_without_byzantine_neighbours_is_the_mean():
+    # Issue 16's no-attack check: f = auto = 0 trims nothing, so the rule is the mean
+    # rule, per peer and batched (heads of 3 classes x 5, 6 received).
+    g = torch.Generator().manual_seed(1)
+    own, received = torch.randn(3, 5, generator=g), torch.randn(6, 3, 5, generator=g)
+    rule, mean = get_defense("trimmed_mean", f="auto"), get_defense("mean")
+    expected = mean.aggregate(own, received)
+    assert torch.allclose(rule.aggregate(own, received, ctx(byzantine_neighbours=0)), expected, atol=1e-6)
+    batched = rule.aggregate_group(own[None], received[None], torch.ones(1, 6, dtype=torch.bool),
+                                   [ctx(byzantine_neighbours=0)])
+    assert torch.allclose(batched[0], expected, atol=1e-6)
+
+
 def test_bridge_and_krum_auto():
     # BRIDGE b = auto = 2 over neighbours 1 2 3 10 20: keep 3, (0 + 3) / 2 = 1.5.
     assert torch.allclose(get_defense("bridge", b="auto").aggregate(OWN1, RECEIVED5, ctx(byzantine_neighbours=2)),
@@ -191,6 +204,25 @@ def test_sign_flip_and_ipm_on_models_by_default():
     # IPM model level: -0.1 * mean(1, 2, 6) = -0.3; update level: 3 - 0.1 * (3 - 3) = 3.
     assert get_attack("ipm").craft(v)[(0, 1)].item() == pytest.approx(-0.3)
     assert get_attack("ipm", level="update").craft(v)[(0, 1)].item() == pytest.approx(3.0)
+
+
+def test_sign_flip_of_the_receivers_neighbourhood_as_the_ios_code():
+    # IOS D_sign_flipping: -scale * mean(receiver + its honest neighbours). Graph: 1 has
+    # neighbours 0 (Byzantine), 2 and 3; 2 has neighbours 0 and 1. Observed heads
+    # 1 -> 1.0, 2 -> 2.0, 3 -> 6.0. Receiver 1: -(1 + 2 + 6) / 3 = -3; receiver 2:
+    # -(2 + 1) / 2 = -1.5; scale 2 doubles both. Update level (reference 3):
+    # 3 - (3 - 3) = 3 for receiver 1, 3 - (1.5 - 3) = 4.5 for receiver 2. The own form
+    # sends -4 to both.
+    graph = nx.Graph([(0, 1), (0, 2), (1, 2), (1, 3)])
+    v = view(graph=graph, receivers={0: [1, 2]}, previous=torch.full((1, 1, 1), 3.0))
+    sent = get_attack("sign_flip", source="receiver_neighbourhood").craft(v)
+    assert (sent[(0, 1)].item(), sent[(0, 2)].item()) == (-3.0, -1.5)
+    doubled = get_attack("sign_flip", source="receiver_neighbourhood", scale=2.0).craft(v)
+    assert (doubled[(0, 1)].item(), doubled[(0, 2)].item()) == (-6.0, -3.0)
+    update = get_attack("sign_flip", source="receiver_neighbourhood", level="update").craft(v)
+    assert (update[(0, 1)].item(), update[(0, 2)].item()) == (3.0, 4.5)
+    own = get_attack("sign_flip").craft(v)
+    assert (own[(0, 1)].item(), own[(0, 2)].item()) == (-4.0, -4.0)
 
 
 def test_dissensus_pulls_only_the_neighbourhood_without_the_graph():
