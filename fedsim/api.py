@@ -85,6 +85,10 @@ class PeerContext:
         as private set intersection cardinality would reveal (Bristle's phi); a
         Byzantine sender that states another class count than its own is taken to
         claim this peer's classes first (``fedsim.engine.exchange.class_overlap``).
+    ages_s, ages_updates: ``[k]`` in asynchronous gossip (``network.mode: async``), how
+        old each received head is when merged: simulated seconds since it was sent, and
+        how many updates its sender has made since; None in synchronous rounds (every
+        head is of this round). ``round`` is then the tick (1-based).
     """
 
     peer_id: int
@@ -105,6 +109,8 @@ class PeerContext:
     degree: int = 0
     sender_degrees: Optional[torch.Tensor] = None
     sender_class_overlap: Optional[torch.Tensor] = None
+    ages_s: Optional[torch.Tensor] = None
+    ages_updates: Optional[torch.Tensor] = None
 
 
 @dataclass

@@ -169,6 +169,11 @@ def _run(s, run_dir: RunDir, resuming: bool, checkpoint, progress, build_world, 
         from fedsim.privacy import PrivacyRecorder
         privacy = PrivacyRecorder(world)
     totals = {"bytes_sent": 0, "messages_dropped": 0, "messages_nonfinite": 0}
+    network = None
+    if s.network is not None:
+        from fedsim.network.run import SyncNetwork
+        network = SyncNetwork(s, world)
+        totals.update(network.totals())
     start_round, elapsed_before = 1, 0.0
     rows = []
     if resuming:
@@ -201,7 +206,12 @@ def _run(s, run_dir: RunDir, resuming: bool, checkpoint, progress, build_world, 
                     text = f"the honest peers' subgraph is disconnected in round {r}"
                     warnings.append(text)
                     log.warning("warning: %s", text)
-            stats = backend.round(r, graph, neighbours_cache[period])
+            if network is None:
+                stats = backend.round(r, graph, neighbours_cache[period])
+            else:
+                plan = network.plan(r, neighbours_cache[period])
+                stats = backend.round(r, graph, neighbours_cache[period], plan)
+                network.record(plan, stats, totals)
             if privacy is not None:
                 privacy.record(r, graph, stats["sent"], backend)
             totals["bytes_sent"] += stats["bytes"]
@@ -210,7 +220,8 @@ def _run(s, run_dir: RunDir, resuming: bool, checkpoint, progress, build_world, 
             acc = None
             elapsed = elapsed_before + (time.perf_counter() - t_loop)
             if r % s.eval_every == 0 or r == s.rounds:
-                row = evaluate_row(world, backend, r, totals, elapsed, sinks)
+                row = evaluate_row(world, backend, r, totals, elapsed, sinks,
+                                   None if network is None else network.row(totals))
                 rows.append(row)
                 run_dir.append_metrics(row)
                 acc = row["accuracy_mean"]
@@ -238,7 +249,10 @@ def _run(s, run_dir: RunDir, resuming: bool, checkpoint, progress, build_world, 
     return summary, run_dir.path
 
 
-def evaluate_row(world, backend, round_: int, totals: dict, elapsed: float, sinks=None) -> dict:
+def evaluate_row(world, backend, round_: int, totals: dict, elapsed: float, sinks=None,
+                 network_row: Optional[dict] = None) -> dict:
+    """The metrics row of ``round_``; ``network_row``: the simulated network's keys
+    (``fedsim.network.run``), added after the others."""
     res = backend.evaluate(world.test_features, world.test_labels, world.backdoor_features, world.backdoor_target)
     acc = res["accuracy"].numpy()
     row = {
@@ -255,6 +269,7 @@ def evaluate_row(world, backend, round_: int, totals: dict, elapsed: float, sink
     }
     if "asr" in res:
         row["attack_success_rate"] = float(res["asr"].numpy().mean())
+    row.update(network_row or {})
     row["wall_time_s"] = round(elapsed, 4)
     if sinks is not None:
         sinks.record(row, res)  # peers.csv, TensorBoard

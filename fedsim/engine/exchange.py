@@ -17,25 +17,35 @@ from fedsim.api import AttackerView
 from fedsim.world import World
 
 
-def observed_senders(world: World, graph, omniscient: bool) -> list[int]:
+def observed_senders(world: World, graph, omniscient: bool, present=None) -> list[int]:
     """Honest peers whose heads the attacker sees: all of them (omniscient), else only
-    those that sent to a Byzantine peer this round (its neighbours)."""
+    those that sent to a Byzantine peer this round (its neighbours). ``present`` (ids;
+    None = every peer): only these peers sent anything (the simulated network's
+    participants, ``fedsim.network``)."""
     byz = set(world.byzantine_ids)
     if omniscient:
-        return [i for i in range(world.n_peers) if i not in byz]
-    seen = set()
-    for b in world.byzantine_ids:
-        seen.update(int(j) for j in graph.adj[b] if j not in byz)
-    return sorted(seen)
+        seen = [i for i in range(world.n_peers) if i not in byz]
+    else:
+        seen = set()
+        for b in world.byzantine_ids:
+            seen.update(int(j) for j in graph.adj[b] if j not in byz)
+        seen = sorted(seen)
+    if present is not None:
+        here = {int(i) for i in present}
+        seen = [i for i in seen if i in here]
+    return seen
 
 
 def attacker_view(world: World, graph, round_: int, sent_all: torch.Tensor, byz_ids: list,
-                  own: torch.Tensor, previous: torch.Tensor, defense=None) -> AttackerView:
+                  own: torch.Tensor, previous: torch.Tensor, defense=None, present=None) -> AttackerView:
     adv = world.scenario.adversary
-    observed_ids = observed_senders(world, graph, adv.omniscient)
+    observed_ids = observed_senders(world, graph, adv.omniscient, present)
     observed = sent_all[torch.as_tensor(observed_ids, dtype=torch.long)] if observed_ids \
         else sent_all.new_zeros((0,) + tuple(sent_all.shape[1:]))
     receivers = {b: sorted(int(j) for j in graph.adj[b]) for b in byz_ids}
+    if present is not None:
+        here = {int(i) for i in present}
+        receivers = {b: [j for j in r if j in here] for b, r in receivers.items()}
     return AttackerView(
         round=round_, byzantine_ids=list(byz_ids), receivers=receivers, observed=observed.clone(),
         observed_ids=observed_ids, own_heads=own, previous_heads=previous,

@@ -21,6 +21,7 @@ from __future__ import annotations
 import os
 import socket
 
+import numpy as np
 import torch
 
 from fedsim.engine import exchange
@@ -66,28 +67,56 @@ class GroupHost:
         return socket.gethostname()
 
     # ----------------------------------------------------------------- a round
-    def train(self, round_: int):
-        """``(ids, sent)``: the group's peer ids and the heads they send this round."""
-        return self.group.ids, self.group.train(round_)
+    def rows_of(self, peer_ids) -> torch.Tensor:
+        """The local rows (sorted LongTensor) of those of ``peer_ids`` this host holds."""
+        ids = np.intersect1d(np.asarray(peer_ids, dtype=np.int64), self.group.ids)
+        return torch.as_tensor(np.searchsorted(self.group.ids, ids), dtype=torch.long)
 
-    def craft(self, round_: int, graph, *sent) -> dict:
-        """The attack's messages from the Byzantine peers of this group (none elsewhere)."""
+    def train(self, round_: int, active=None, draw_keys=None):
+        """``(ids, sent)``: the group's peer ids and the heads they send this round.
+        ``active`` (global ids; None = every peer): only those of this group train and
+        send; ``draw_keys {peer: key}`` replaces the round as a peer's batch-draw key."""
+        if active is None:
+            return self.group.ids, self.group.train(round_)
+        rows = self.rows_of(active)
+        ids = self.group.ids[rows.numpy()]
+        keys = None if draw_keys is None else np.array([draw_keys[int(i)] for i in ids], dtype=np.int64)
+        return ids, self.group.train(round_, rows=rows, draw_keys=keys)
+
+    def craft(self, round_: int, graph, *sent, active=None) -> dict:
+        """The attack's messages from the Byzantine peers of this group (none elsewhere);
+        ``active`` (global ids; None = every peer): only those Byzantine peers send, and
+        only those honest peers can be observed."""
         attack = self.plugins.attack
         if attack is None or not bool(self.group.is_byzantine.any()):
             return {}
         ids, own, previous = self.group.byzantine_heads()
+        if active is not None:
+            keep = torch.as_tensor(np.isin(np.asarray(ids), np.asarray(active)))
+            ids, own, previous = [i for i, k in zip(ids, keep) if k], own[keep], previous[keep]
+            if not ids:
+                return {}
         sent_all = exchange.gather_sent(self.world.n_peers, sent)
         view = exchange.attacker_view(self.world, graph, round_, sent_all, ids, own, previous,
-                                      self.plugins.defense)
+                                      self.plugins.defense, present=active)
         return attack.craft(view)
 
-    def aggregate(self, round_: int, neighbours, crafted: dict, *sent) -> dict:
+    def aggregate(self, round_: int, neighbours, crafted: dict, *sent, active=None, degrees=None) -> dict:
         """Receive and merge. ``neighbours [N, k]``: every peer's senders this round
-        (ascending, padded with -1); returns the counters of ``exchange.deliver``."""
+        (ascending, padded with -1); returns the counters of ``exchange.deliver``.
+        ``active`` (global ids; None = every peer): only those receive and merge;
+        ``degrees [N]``: every peer's degree (default: counted in ``neighbours``)."""
         sent_all = exchange.gather_sent(self.world.n_peers, sent)
-        return self.group.aggregate(round_, sent_all, neighbours[self.group.ids], self.claimed,
-                                    exchange.by_receiver(crafted, self.group.ids), self.honest_bytes,
-                                    degrees=exchange.degrees(neighbours))
+        degrees = exchange.degrees(neighbours) if degrees is None else torch.as_tensor(degrees)
+        if active is None:
+            return self.group.aggregate(round_, sent_all, neighbours[self.group.ids], self.claimed,
+                                        exchange.by_receiver(crafted, self.group.ids), self.honest_bytes,
+                                        degrees=degrees)
+        rows = self.rows_of(active)
+        ids = self.group.ids[rows.numpy()]
+        return self.group.aggregate(round_, sent_all, neighbours[ids], self.claimed,
+                                    exchange.by_receiver(crafted, ids), self.honest_bytes,
+                                    degrees=degrees, rows=rows)
 
     # ----------------------------------------------------------- what is asked
     def evaluate(self, features, labels, backdoor=None, target=None) -> dict:

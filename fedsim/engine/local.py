@@ -16,9 +16,18 @@ class LocalBackend:
         self.world = world
         self.host = GroupHost(world, range(world.n_peers))
 
-    def round(self, round_: int, graph, neighbours) -> dict:
+    def round(self, round_: int, graph, neighbours, plan=None) -> dict:
         """Train, send, attack, receive, defend. Returns the round's counters, and under
-        ``sent`` what every peer sent (for ``sent_heads``)."""
+        ``sent`` what every peer sent (for ``sent_heads``). ``plan``: the round on the
+        simulated network (``fedsim.network.sync.RoundPlan``; None = every peer, every
+        message)."""
+        if plan is not None:
+            sent = self.host.train(round_, active=plan.active)
+            crafted = self.host.craft(round_, graph, sent, active=plan.active)
+            stats = self.host.aggregate(round_, plan.neighbours, crafted, sent, active=plan.active,
+                                        degrees=plan.degrees)
+            stats["sent"] = [sent]
+            return stats
         sent = self.host.train(round_)
         crafted = self.host.craft(round_, graph, sent)
         stats = self.host.aggregate(round_, neighbours, crafted, sent)

@@ -182,7 +182,7 @@ class PeerGroup:
     # --------------------------------------------------------------- aggregation
     def aggregate(self, round_: int, sent_all: torch.Tensor, neighbours: np.ndarray,
                   claimed: torch.Tensor, crafted: dict, honest_bytes: int,
-                  degrees: Optional[torch.Tensor] = None) -> dict:
+                  degrees: Optional[torch.Tensor] = None, rows: Optional[torch.Tensor] = None) -> dict:
         """Merge what every peer of the group received.
 
         ``sent_all [N + 1, C, P]``: the head each peer sent this round (rows of
@@ -191,7 +191,10 @@ class PeerGroup:
         senders state; ``crafted {receiver: [(sender, object), ...]}``: what Byzantine
         senders sent to this group's peers; ``honest_bytes``: one honest message's size;
         ``degrees [N]``: every peer's degree this round (``exchange.degrees``), for the
-        defenses' ``PeerContext.sender_degrees``.
+        defenses' ``PeerContext.sender_degrees``. ``rows`` (a sorted LongTensor of local
+        rows; None = every peer): only these peers receive and merge (``neighbours`` then
+        has one row per entry of ``rows``), and one to which nothing arrived keeps its head
+        (the simulated network's lost messages and absent peers, ``fedsim.network``).
         Returns the counters of ``exchange.deliver`` summed over the group.
         """
         w = self.world
@@ -203,40 +206,56 @@ class PeerGroup:
         if w.byzantine_ids:
             is_byz_sender[torch.as_tensor(sorted(set(w.byzantine_ids)))] = True
         chunk = max(1, int(_CHUNK_BYTES // max(1, k * C * P * 4)))
-        new_heads = torch.empty_like(self.heads)
-        for a in range(0, len(self.ids), chunk):
-            b = min(len(self.ids), a + chunk)
+        n_rows = len(self.ids) if rows is None else len(rows)
+        new_heads = torch.empty_like(self.heads) if rows is None else self.heads.clone()
+        for a in range(0, n_rows, chunk):
+            b = min(n_rows, a + chunk)
+            idx = torch.arange(a, b) if rows is None else rows[a:b]
             ids_c = nbr[a:b]
             received = sent_all[ids_c.clamp(min=0)]
-            mask, counts = exchange.deliver(received, ids_c, self.ids[a:b], is_byz_sender, crafted, honest_bytes)
+            mask, counts = exchange.deliver(received, ids_c, self.ids[idx.numpy()], is_byz_sender, crafted,
+                                            honest_bytes)
             for key in stats:
                 stats[key] += counts[key]
-            new_heads[a:b] = self._merge(round_, a, b, received, mask, ids_c, claimed, degrees, is_byz_sender)
+            if rows is not None:
+                has = mask.any(dim=1)
+                idx, received, mask, ids_c = idx[has], received[has], mask[has], ids_c[has]
+            new_heads[idx] = self.merge(round_, idx, received, mask, ids_c, claimed, degrees, is_byz_sender)
         self.heads = new_heads
         return stats
 
-    def _merge(self, round_, a, b, received, mask, ids_c, claimed, degrees, is_byz_sender) -> torch.Tensor:
-        own = self.heads[a:b]
-        honest_rows = torch.nonzero(~self.is_byzantine[a:b]).flatten()
-        byz_rows = torch.nonzero(self.is_byzantine[a:b]).flatten()
+    def merge(self, round_: int, idx: torch.Tensor, received: torch.Tensor, mask: torch.Tensor,
+              senders: torch.Tensor, claimed: torch.Tensor, degrees: Optional[torch.Tensor] = None,
+              is_byz_sender: Optional[torch.Tensor] = None, ages: Optional[tuple] = None) -> torch.Tensor:
+        """The merged heads of local rows ``idx`` (not stored): each row's own head merged
+        with ``received [n, k, C, P]`` where ``mask [n, k]`` holds a message from
+        ``senders [n, k]``, by the defense (Byzantine rows: by the fallback mean).
+        ``ages``: ``(seconds [n, k], updates [n, k])`` of each message, for
+        ``PeerContext.ages_s`` / ``ages_updates`` (asynchronous gossip)."""
+        own = self.heads[idx]
+        honest_rows = torch.nonzero(~self.is_byzantine[idx]).flatten()
+        byz_rows = torch.nonzero(self.is_byzantine[idx]).flatten()
         out = torch.empty_like(own)
         if len(byz_rows):  # Byzantine peers are not defended: they just average.
             out[byz_rows] = self.fallback.aggregate_group(own[byz_rows], received[byz_rows], mask[byz_rows])
         if len(honest_rows):
             ctxs = None
             if self.defense.needs_context:
-                ctxs = [self.context(round_, a + int(r), ids_c[r], mask[r], claimed, degrees, is_byz_sender)
+                ctxs = [self.context(round_, int(idx[r]), senders[r], mask[r], claimed, degrees, is_byz_sender,
+                                     None if ages is None else (ages[0][r][mask[r]], ages[1][r][mask[r]]))
                         for r in honest_rows]
             out[honest_rows] = self.defense.aggregate_group(own[honest_rows], received[honest_rows],
                                                             mask[honest_rows], ctxs)
         return out
 
     def context(self, round_: int, row: int, senders: torch.Tensor, mask: torch.Tensor, claimed: torch.Tensor,
-                degrees: Optional[torch.Tensor] = None, is_byz_sender: Optional[torch.Tensor] = None) -> PeerContext:
+                degrees: Optional[torch.Tensor] = None, is_byz_sender: Optional[torch.Tensor] = None,
+                ages: Optional[tuple] = None) -> PeerContext:
         """What the defense knows of peer ``row`` this round (``fedsim.api.PeerContext``):
         ``senders`` its neighbours (padded with -1), ``mask`` which of them delivered a
         message, ``claimed [N + 1]`` stated class counts, ``degrees [N]`` every peer's
-        degree, ``is_byz_sender [N + 1]`` which senders are Byzantine."""
+        degree, ``is_byz_sender [N + 1]`` which senders are Byzantine, ``ages`` the
+        ``(seconds, updates)`` age of each delivered message (asynchronous gossip)."""
         w = self.world
         peer = int(self.ids[row])
         test_rows, test_labels = w.peers.test_slice(peer)
@@ -254,6 +273,7 @@ class PeerGroup:
             sender_degrees=degrees[sender_ids] if degrees is not None else None,
             sender_class_overlap=exchange.class_overlap(self.class_membership, peer, sender_ids, claimed)
             if self.class_membership is not None else None,
+            ages_s=None if ages is None else ages[0], ages_updates=None if ages is None else ages[1],
         )
 
     # ---------------------------------------------------------------- evaluation

@@ -163,15 +163,24 @@ class RayBackend:
                 self._restore()
         raise RuntimeError(f"{what} failed five times: actors keep dying")
 
-    def round(self, round_: int, graph, neighbours) -> dict:
-        return self._retrying(f"round {round_}", lambda: self._round(round_, graph, neighbours))
+    def round(self, round_: int, graph, neighbours, plan=None) -> dict:
+        """As ``LocalBackend.round``; ``plan``: the round on the simulated network."""
+        return self._retrying(f"round {round_}", lambda: self._round(round_, graph, neighbours, plan))
 
-    def _round(self, round_, graph, neighbours) -> dict:
+    def _round(self, round_, graph, neighbours, plan=None) -> dict:
         ray = _ray()
         graph_ref, nbr_ref = self._graph_refs(graph, neighbours)
-        sent_refs = [a.train.remote(round_) for a in self.actors]
-        crafted = self.adversary.craft.remote(round_, graph_ref, *sent_refs) if self.adversary else {}
-        stats_list = ray.get([a.aggregate.remote(round_, nbr_ref, crafted, *sent_refs) for a in self.actors])
+        if plan is None:
+            sent_refs = [a.train.remote(round_) for a in self.actors]
+            crafted = self.adversary.craft.remote(round_, graph_ref, *sent_refs) if self.adversary else {}
+            stats_list = ray.get([a.aggregate.remote(round_, nbr_ref, crafted, *sent_refs) for a in self.actors])
+        else:
+            active, effective = ray.put(plan.active), ray.put(plan.neighbours)
+            sent_refs = [a.train.remote(round_, active=active) for a in self.actors]
+            crafted = self.adversary.craft.remote(round_, graph_ref, *sent_refs, active=active) \
+                if self.adversary else {}
+            stats_list = ray.get([a.aggregate.remote(round_, effective, crafted, *sent_refs, active=active,
+                                                     degrees=plan.degrees) for a in self.actors])
         snapshot = [a.state_dict.remote() for a in self.actors]
         ray.get(snapshot)  # raises here, inside the retried round, if an actor died
         self.snapshot = snapshot
