@@ -1,4 +1,4 @@
-"""The ``fedsim`` command: run, validate, list, plot; sweep, compare, init (fedsim/study/cli.py).
+"""The ``fedsim`` command: run, validate, list, plot, infoplane; sweep, compare, init (fedsim/study/cli.py).
 
 User errors end with one ``error:`` line on stderr and exit status 2. Anything else is
 an internal failure: one ``error: internal error: ...`` line saying where the full
@@ -48,6 +48,10 @@ def _parser() -> argparse.ArgumentParser:
     pl.add_argument("dir")
     pl.add_argument("--rows", metavar="KEY", help="sweep directory: the swept key of the table's rows")
     pl.add_argument("--cols", metavar="KEY", help="sweep directory: the swept key of the table's columns")
+    ip = sub.add_parser("infoplane", help="I(X;T), I(T;Y) of a run's saved heads (output.save_heads)")
+    ip.add_argument("dir", help="run directory of a run with output.save_heads > 0")
+    ip.add_argument("--bins", type=int, default=30, help="equal bins per softmax unit over [0, 1] (default 30)")
+    ip.add_argument("--no-plot", action="store_true", help="write infoplane.jsonl only")
     study_cli.add_parsers(sub)
     for command in sub.choices.values():  # `fedsim run ... --debug` as well as `fedsim --debug run ...`
         command.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
@@ -149,6 +153,14 @@ def _dispatch(args) -> int:
         from fedsim import plots
         for written in plots.draw_all(path):
             print(written)
+        return 0
+    if args.command == "infoplane":
+        if args.bins < 2:
+            return _user_error(f"--bins: must be an int >= 2; got {args.bins}")
+        from fedsim import infoplane
+        rows = infoplane.run_information_plane(args.dir, args.bins, plot=not args.no_plot)
+        print(infoplane.summary_table(rows))
+        print(Path(args.dir) / "infoplane.jsonl")
         return 0
     # run
     if args.file is None and args.resume is None:

@@ -209,6 +209,8 @@ class Output(_Strict):
     tensorboard: bool = Field(False, description="also write TensorBoard event files to tensorboard/ (tensorboardX)")
     target_accuracy: float = Field(0.9, gt=0, le=1, description="summary.json's rounds_to_accuracy: the first "
                                    "evaluated round whose accuracy_mean reaches it (Bristle's 90%)")
+    save_heads: int = Field(0, ge=0, description="save the heads of this many honest peers (a seeded sample; "
+                            "all if fewer) at every evaluated round into heads/, for `fedsim infoplane` (0 = none)")
 
 
 class Scenario(_Strict):

@@ -186,6 +186,30 @@ def fraction_plot(series, stem: Path, title: str, caption: str, legend_title: st
     return _save(fig, stem, caption)
 
 
+def infoplane_plot(rows: list[dict], path: Path, title: str = "") -> None:
+    """The information plane (Shwartz-Ziv & Tishby 2017, Fig. 2): each saved peer's
+    ``(I(X;T), I(T;Y))`` over rounds, a line per peer, points coloured by round; the
+    dashed line is ``H(Y)``, the most ``I(T;Y)`` can be."""
+    fig, ax = plt.subplots(figsize=(6, 4.5), dpi=120)
+    rounds = [r["round"] for r in rows]
+    for peer in sorted({r["peer"] for r in rows}):
+        mine = sorted((r for r in rows if r["peer"] == peer), key=lambda r: r["round"])
+        ax.plot([r["I_XT"] for r in mine], [r["I_TY"] for r in mine], color="0.6", lw=0.8, zorder=1)
+    points = ax.scatter([r["I_XT"] for r in rows], [r["I_TY"] for r in rows], c=rounds, cmap="viridis",
+                        s=14, zorder=2)
+    if rows:
+        ax.axhline(rows[0]["H_Y"], ls="--", color="k", lw=0.8, label="H(Y)")
+        ax.legend(loc="lower right")
+    fig.colorbar(points, ax=ax, label="round")
+    ax.set_xlabel("I(X;T) (bits)")
+    ax.set_ylabel("I(T;Y) (bits)")
+    ax.grid(alpha=0.3)
+    ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
 def hops_plot(hops, accuracy, path: Path, title: str = "") -> None:
     """Each honest peer's final accuracy against its hop distance to the nearest Byzantine
     peer (small horizontal jitter), with the mean per distance."""

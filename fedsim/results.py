@@ -171,6 +171,41 @@ class RunDir:
     def write_summary(self, summary: dict) -> None:
         atomic_write(self.path / "summary.json", (json.dumps(summary, indent=2) + "\n").encode())
 
+    # ------------------------------------------------------------- saved heads
+    @property
+    def heads_dir(self) -> Path:
+        return self.path / "heads"
+
+    def save_heads(self, round_: int, peer_ids: list, heads: torch.Tensor) -> None:
+        """``heads/round_NNNNN.pt``: the heads ``[k, C, D+1]`` of peers ``peer_ids`` after
+        round ``round_`` (``output.save_heads``; read by ``fedsim infoplane``)."""
+        self.heads_dir.mkdir(exist_ok=True)
+        buffer = io.BytesIO()
+        torch.save({"round": int(round_), "peer_ids": [int(i) for i in peer_ids],
+                    "heads": heads.detach().cpu().clone()}, buffer)
+        atomic_write(self.heads_dir / f"round_{round_:05d}.pt", buffer.getvalue())
+
+    def read_heads(self) -> list[dict]:
+        """The saved heads by round (``weights_only=True``), each checked: ``round`` int,
+        ``peer_ids`` a list of ints, ``heads`` a float tensor ``[len(peer_ids), C, P]``.
+        Anything else is a :class:`RunDirError` naming the file."""
+        saved = []
+        for path in sorted(self.heads_dir.glob("round_*.pt")):
+            if not CHECKPOINT_NAME.fullmatch(path.name):
+                continue
+            try:
+                entry = torch.load(path, map_location="cpu", weights_only=True)
+            except Exception as exc:  # truncated, garbage, or holds code: never unpickled
+                raise RunDirError(f"{path}: cannot read the saved heads ({_reason(exc)})") from None
+            ok = (isinstance(entry, dict) and isinstance(entry.get("round"), int)
+                  and isinstance(entry.get("peer_ids"), list) and all(isinstance(i, int) for i in entry["peer_ids"])
+                  and isinstance(entry.get("heads"), torch.Tensor) and entry["heads"].is_floating_point()
+                  and entry["heads"].dim() == 3 and entry["heads"].shape[0] == len(entry["peer_ids"]))
+            if not ok:
+                raise RunDirError(f"{path}: not saved heads (expected round, peer_ids and heads [k, C, D+1])")
+            saved.append(entry)
+        return saved
+
     # ------------------------------------------------------------- checkpoints
     def save_checkpoint(self, round_: int, state: dict) -> None:
         """Write ``round_NNNNN.pt`` atomically, point ``latest`` at it, keep the last two."""

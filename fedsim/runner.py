@@ -9,7 +9,10 @@ from pathlib import Path
 from typing import Optional
 
 
+import torch
+
 from fedsim import config as cfg
+from fedsim import rng
 from fedsim.results import RunDir, RunDirError, default_dir
 from fedsim.sinks import Sinks
 from fedsim.topology import Schedule, honest_components, neighbour_matrix
@@ -191,6 +194,7 @@ def _run(s, run_dir: RunDir, resuming: bool, checkpoint, progress, build_world, 
     elif (run_dir.path / "metrics.jsonl").exists():
         run_dir.rewrite_metrics([])
 
+    saved_ids = sampled_honest_ids(world, s.output.save_heads)
     bar = _Progress(s.rounds, start_round - 1, progress)
     sinks = Sinks(s, run_dir.path, world, schedule.graph(1), start_round)
     t_loop = time.perf_counter()
@@ -225,6 +229,8 @@ def _run(s, run_dir: RunDir, resuming: bool, checkpoint, progress, build_world, 
                 rows.append(row)
                 run_dir.append_metrics(row)
                 acc = row["accuracy_mean"]
+                if saved_ids:
+                    run_dir.save_heads(r, saved_ids, backend.heads()[torch.as_tensor(saved_ids)])
             if (s.output.checkpoint_every and r % s.output.checkpoint_every == 0) or r == s.rounds:
                 state = {"round": r, "peers": backend.state_dict(), "totals": dict(totals),
                          "wall_time_s": elapsed_before + (time.perf_counter() - t_loop), "scenario": s.to_dict()}
@@ -274,6 +280,16 @@ def evaluate_row(world, backend, round_: int, totals: dict, elapsed: float, sink
     if sinks is not None:
         sinks.record(row, res)  # peers.csv, TensorBoard
     return row
+
+
+def sampled_honest_ids(world, count: int) -> list[int]:
+    """``count`` honest peers (all if fewer), drawn once from the run's seed, ascending:
+    the peers whose heads ``output.save_heads`` saves."""
+    honest = list(world.honest_ids)
+    if count >= len(honest):
+        return honest
+    draw = rng.numpy_rng(world.seed, -1, 0, "save_heads").choice(len(honest), size=count, replace=False)
+    return sorted(honest[i] for i in draw)
 
 
 def rounds_to_fraction(rows: list[dict], fraction: float = 0.9) -> Optional[int]:
