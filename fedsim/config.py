@@ -104,6 +104,11 @@ class Training(_Strict):
     # they were before local training; the peer's own head keeps every trained row.
     missing_class_rows: Literal["train", "keep"] = Field("train",
                                                          description="rows of lacking classes sent as trained (train) or as before training (keep)")
+    z_loss: float = Field(0.0, ge=0, description="weight of the z-loss z_loss * (log Z)^2 added to the head's loss "
+                          "(Wortsman et al. 2023; 0 = off, the paper uses 1e-4)")
+    migu_quantile: float = Field(0.0, ge=0, lt=1, description="MIGU (Du et al. 2024): each local step updates only "
+                                 "the head rows whose L1-normalised output magnitude on the batch is at least "
+                                 "this quantile of the peer's rows (0 = off)")
 
 
 class Topology(_Strict):

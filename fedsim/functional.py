@@ -21,6 +21,7 @@ function                          job
 :func:`coordinate_trimmed_mean`   coordinate-wise trimmed mean
 :func:`clip_rows`                 ``CLIP(z, tau) = z min(1, tau / ||z||)`` per row
 :func:`adam_step`                 one Adam step (Kingma & Ba 2015)
+:func:`migu_mask`                 MIGU's rows to update: output magnitude at least a quantile
 ================================  ==================================================
 
 Examples
@@ -39,7 +40,8 @@ import torch
 
 __all__ = ["finite_rows", "drop_nonfinite", "distances_to", "pairwise_distances",
            "pairwise_squared_distances", "nearest_sums", "krum_scores", "cosine_similarity",
-           "coordinate_median", "trimmed_values", "coordinate_trimmed_mean", "clip_rows", "adam_step"]
+           "coordinate_median", "trimmed_values", "coordinate_trimmed_mean", "clip_rows", "adam_step",
+           "migu_mask"]
 
 EXACT = "donot_use_mm_for_euclid_dist"
 # torch.cdist's own default: the matrix-product form above 25 rows (see pairwise_distances).
@@ -239,3 +241,25 @@ def adam_step(grad: torch.Tensor, m: torch.Tensor, v: torch.Tensor, step: int, l
     if sqrt_floor:
         v_hat = v_hat + sqrt_floor
     return lr * m_hat / (v_hat.sqrt() + eps), m, v
+
+
+def migu_mask(outputs: torch.Tensor, quantile: float) -> torch.Tensor:
+    """MIGU's update mask (Du et al. 2024, "Unlocking Continual Learning Abilities in
+    Language Models", EMNLP Findings, Sec. 3): which output units of a linear layer a
+    step may update. ``outputs [..., B, C]`` (the layer's outputs on a batch) -> boolean
+    ``[..., C]``.
+
+    Unit ``c``'s magnitude is ``|o_c|_1 = sum_b |o_bc|``, L1-normalised over the units,
+    ``m_c = |o_c|_1 / sum_c' |o_c'|_1``; the mask is ``m_c >= quantile_q(m)`` (linear
+    interpolation, ``torch.quantile``), so about a share ``1 - q`` of the units is
+    updated. The normalisation is the paper's; the authors' code
+    (wenyudu/MIGU src/uie_trainer_ft.py lines 445-451, src/accelerate_local.py lines
+    21-29) thresholds the unnormalised sums, which selects the same units.
+
+    >>> # sums |o_c|_1 = [1.5, 6, 1, 3], median 2.25
+    >>> migu_mask(torch.tensor([[1.0, -4.0, 0.5, 2.0], [-0.5, 2.0, 0.5, 1.0]]), 0.5).tolist()
+    [False, True, False, True]
+    """
+    magnitude = outputs.abs().sum(dim=-2)
+    magnitude = magnitude / magnitude.sum(dim=-1, keepdim=True).clamp(min=torch.finfo(magnitude.dtype).tiny)
+    return magnitude >= torch.quantile(magnitude, quantile, dim=-1, keepdim=True)

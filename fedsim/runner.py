@@ -276,6 +276,12 @@ def evaluate_row(world, backend, round_: int, totals: dict, elapsed: float, sink
     if "asr" in res:
         row["attack_success_rate"] = float(res["asr"].numpy().mean())
     row.update(network_row or {})
+    # log Z of the heads on the test set (each peer's mean over the samples): a cheap
+    # signal of poisoned or diverging heads (Wortsman et al. 2023; training.z_loss).
+    row["log_z_mean"] = float(res["log_z"].numpy().mean())
+    row["log_z_max"] = float(res["log_z"].numpy().max())
+    if len(res["byzantine_log_z"]):
+        row["byzantine_log_z_mean"] = float(res["byzantine_log_z"].numpy().mean())
     row["wall_time_s"] = round(elapsed, 4)
     if sinks is not None:
         sinks.record(row, res)  # peers.csv, TensorBoard

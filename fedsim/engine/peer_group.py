@@ -18,11 +18,13 @@ from fedsim.engine import exchange
 from fedsim.api import PeerContext
 from fedsim import functional as F
 from fedsim.world import World
-from fedsim.models.heads import head_logits
+from fedsim.models.heads import head_logits, log_partition, with_bias_column
 
 # Upper bound on the padded received tensor of one aggregation chunk.
 _CHUNK_BYTES = 256 * 2**20
 _EVAL_CHUNK_BYTES = 128 * 2**20
+# Batch features of one training chunk (small enough to stay in cache over the steps).
+_TRAIN_CHUNK_BYTES = 8 * 2**20
 
 
 def batch_positions(world: World, peer_ids: np.ndarray, round_: int,
@@ -46,6 +48,24 @@ def batch_positions(world: World, peer_ids: np.ndarray, round_: int,
     u = torch.as_tensor(u)
     pos = starts[:, None] + torch.floor(u * counts[:, None].double()).long()
     return torch.minimum(pos, (starts + (counts - 1).clamp(min=0))[:, None])
+
+
+def _gathered_steps(inputs: torch.Tensor, rows: torch.Tensor, shape: tuple) -> list:
+    """``inputs[rows[s]]`` viewed as ``shape + (P,)`` for every step ``s``, gathered into
+    one buffer in which each step's block starts on a 64-byte boundary: a fresh tensor
+    does, and MKL picks its kernels by alignment, so a block at another offset would
+    move the last bits of the matmuls."""
+    steps, count = rows.shape
+    P = inputs.shape[1]
+    size = count * P
+    stride = -(-size * inputs.element_size() // 64) * 64 // inputs.element_size()
+    buffer = torch.empty(steps * stride, dtype=inputs.dtype, device=inputs.device)
+    blocks = []
+    for s in range(steps):
+        block = buffer[s * stride:s * stride + size].view(count, P)
+        torch.index_select(inputs, 0, rows[s], out=block)
+        blocks.append(block.view(*shape, P))
+    return blocks
 
 
 def _step_count(steps: torch.Tensor):
@@ -96,6 +116,7 @@ class PeerGroup:
             for r, peer in enumerate(self.ids):
                 self.held_rows[r, world.peers.classes[int(peer)]] = True
         self.class_membership = exchange.class_membership(world) if self.defense.needs_context else None
+        self._inputs_cache: Optional[torch.Tensor] = None
 
     # ------------------------------------------------------------------ training
     def train(self, round_: int, rows: Optional[torch.Tensor] = None,
@@ -107,56 +128,80 @@ class PeerGroup:
         those peers: the others keep their head, previous head and optimizer state, and
         only the trained rows' sent heads are returned. ``draw_keys`` (one int per trained
         row) replace ``round_`` as the key of each row's batch draw and privacy noise.
+
+        Peers train in chunks (``_TRAIN_CHUNK_BYTES`` of features each, so the buffer
+        stays in cache across the steps): a chunk's batch features, with their column of
+        ones, are gathered once into one contiguous buffer ``[steps, peers, B, D+1]``;
+        each step is then two batched matmuls and the loss's logit gradient
+        (``Head.grad``), updated in place. A peer's numbers do not depend on its chunk.
         """
         w, t = self.world, self.training
-        if rows is None:
-            ids, heads = self.ids, self.heads
-        else:
-            ids, heads = self.ids[rows.numpy()], self.heads[rows]
-        previous = heads.clone()
-        counts = w.peers.train_count()[torch.as_tensor(ids)]
+        ids = self.ids if rows is None else self.ids[rows.numpy()]
+        previous = self.heads.clone() if rows is None else self.heads[rows]
         pos = batch_positions(w, ids, round_, draw_keys)
-        sample_rows = w.peers.train_rows[pos] if w.peers.train_rows.numel() else torch.zeros_like(pos)
-        labels = w.peers.train_labels[pos] if w.peers.train_labels.numel() else torch.zeros_like(pos)
-        feats = w.features[sample_rows].view(len(ids), t.local_steps, t.batch_size, -1)
-        labels = labels.view(len(ids), t.local_steps, t.batch_size)
-        active = (counts > 0).to(heads.dtype)[:, None, None]
-        logit_scale = self._select(self.logit_scale, rows)
-        for step in range(t.local_steps):
-            _, grad = self.head_fn.loss_and_grad(heads, feats[:, step], labels[:, step], logit_scale)
-            if t.weight_decay:
-                grad = grad + t.weight_decay * heads
-            heads -= active * self._step(grad, rows)
+        inputs = self._inputs()
+        P = inputs.shape[1]
+        chunk = max(1, _TRAIN_CHUNK_BYTES // (pos.shape[1] * P * inputs.element_size()))
+        for a in range(0, len(ids), chunk):
+            b = min(len(ids), a + chunk)
+            self._train_chunk(slice(a, b) if rows is None else rows[a:b], pos[a:b], inputs)
+        heads = self.heads if rows is None else self.heads[rows]
         if rows is None:
             self.previous = previous
         else:
-            self.heads[rows] = heads
             self.previous[rows] = previous
         keys = np.full(len(ids), round_, dtype=np.int64) if draw_keys is None else np.asarray(draw_keys)
         sent = self.outgoing(ids, heads, previous, keys)
         held_rows = self._select(self.held_rows, rows)
         return sent if held_rows is None else torch.where(held_rows, sent, previous)
 
+    def _inputs(self) -> torch.Tensor:
+        """Every feature row with its column of ones, ``[R, D+1]`` (built once)."""
+        if self._inputs_cache is None:
+            self._inputs_cache = with_bias_column(self.world.features).contiguous()
+        return self._inputs_cache
+
+    def _train_chunk(self, sel, pos: torch.Tensor, inputs: torch.Tensor) -> None:
+        """The local steps of the peers at rows ``sel`` (a slice, or sorted row indices),
+        their samples at ``pos [n, steps * B]`` (``batch_positions``)."""
+        w, t = self.world, self.training
+        n, S, B = pos.shape[0], t.local_steps, t.batch_size
+        step_major = pos.view(n, S, B).transpose(0, 1).reshape(-1)
+        has_rows = w.peers.train_rows.numel() > 0
+        sample_rows = w.peers.train_rows[step_major] if has_rows else torch.zeros_like(step_major)
+        labels = (w.peers.train_labels[step_major] if has_rows else torch.zeros_like(step_major)).view(S, n, B)
+        x = _gathered_steps(inputs, sample_rows.view(S, n * B), (n, B))
+        heads = self.heads[sel]
+        counts = w.peers.train_count()[torch.as_tensor(self.ids[sel])]
+        active = None if bool((counts > 0).all()) else (counts > 0).to(heads.dtype)[:, None, None]
+        logit_scale = None if self.logit_scale is None else self.logit_scale[sel]
+        for step in range(S):
+            logits, grad = self.head_fn.grad(heads, x[step], labels[step], logit_scale, t.z_loss)
+            if t.migu_quantile:
+                grad *= F.migu_mask(logits, t.migu_quantile).unsqueeze(-1)
+            if t.weight_decay:
+                grad = grad + t.weight_decay * heads
+            update = self._step(grad, sel)
+            if active is not None:  # peers without samples do not move
+                update = update * active
+            heads -= update
+        self.heads[sel] = heads
+
     @staticmethod
     def _select(per_peer: Optional[torch.Tensor], rows: Optional[torch.Tensor]) -> Optional[torch.Tensor]:
         """The ``rows`` of a per-peer tensor (all of it when ``rows`` is None; None stays None)."""
         return per_peer if per_peer is None or rows is None else per_peer[rows]
 
-    def _step(self, grad: torch.Tensor, rows: Optional[torch.Tensor]) -> torch.Tensor:
+    def _step(self, grad: torch.Tensor, sel) -> torch.Tensor:
+        """The update of the peers at rows ``sel`` for ``grad`` (SGD: in place in ``grad``)."""
         t = self.training
         if t.optimizer == "sgd":
-            return t.lr * grad
+            return grad.mul_(t.lr)
         # Adam (Kingma & Ba 2015), beta1 0.9, beta2 0.999, eps 1e-8; moments and step
         # counts persist across rounds, per peer.
-        if rows is None:
-            self.adam_steps += 1
-            update, self.adam_m, self.adam_v = F.adam_step(grad, self.adam_m, self.adam_v,
-                                                           _step_count(self.adam_steps), t.lr)
-            return update
-        self.adam_steps[rows] += 1
-        update, m, v = F.adam_step(grad, self.adam_m[rows], self.adam_v[rows],
-                                   _step_count(self.adam_steps[rows]), t.lr)
-        self.adam_m[rows], self.adam_v[rows] = m, v
+        self.adam_steps[sel] += 1
+        update, m, v = F.adam_step(grad, self.adam_m[sel], self.adam_v[sel], _step_count(self.adam_steps[sel]), t.lr)
+        self.adam_m[sel], self.adam_v[sel] = m, v
         return update
 
     def outgoing(self, ids: np.ndarray, heads: torch.Tensor, previous: torch.Tensor,
@@ -279,25 +324,33 @@ class PeerGroup:
     # ---------------------------------------------------------------- evaluation
     def evaluate(self, features: torch.Tensor, labels: torch.Tensor,
                  backdoor: Optional[torch.Tensor] = None, target: Optional[int] = None) -> dict:
-        """Accuracy and loss of every honest peer's head on ``features``; with a backdoor,
-        the share of triggered images classified as ``target``."""
+        """Accuracy, loss and mean ``log Z`` (``log_partition`` of the logits: a
+        poisoned or diverging head shows as a large one; Wortsman et al. 2023) of every
+        honest peer's head on ``features``; ``byzantine_log_z``: the same for the
+        Byzantine peers' own heads; with a backdoor, the share of triggered images
+        classified as ``target``."""
         rows = torch.nonzero(~self.is_byzantine).flatten()
         heads = self.heads[rows]
         m, C = features.shape[0], heads.shape[1]
         chunk = max(1, int(_EVAL_CHUNK_BYTES // max(1, m * C * 4)))
-        acc, loss, asr = [], [], []
+        acc, loss, log_z, asr = [], [], [], []
         for a in range(0, len(rows), chunk):
             h = heads[a:a + chunk]
             logits = head_logits(h, features)
             acc.append((self.head_fn.predict(logits) == labels).double().mean(dim=1))
             loss.append(self.head_fn.loss(logits, labels.expand(h.shape[0], -1)).double().mean(dim=1))
+            log_z.append(log_partition(logits).double().mean(dim=1))
             if backdoor is not None:
                 bl = head_logits(h, backdoor)
                 asr.append((self.head_fn.predict(bl) == target).double().mean(dim=1))
-        out = {"ids": self.ids[rows.numpy()], "accuracy": torch.cat(acc) if acc else torch.zeros(0),
-               "loss": torch.cat(loss) if loss else torch.zeros(0)}
+        byzantine = self.heads[self.is_byzantine]
+        byzantine_log_z = [log_partition(head_logits(byzantine[a:a + chunk], features)).double().mean(dim=1)
+                           for a in range(0, len(byzantine), chunk)]
+        cat = lambda parts: torch.cat(parts) if parts else torch.zeros(0, dtype=torch.float64)
+        out = {"ids": self.ids[rows.numpy()], "accuracy": cat(acc), "loss": cat(loss), "log_z": cat(log_z),
+               "byzantine_log_z": cat(byzantine_log_z)}
         if backdoor is not None:
-            out["asr"] = torch.cat(asr) if asr else torch.zeros(0)
+            out["asr"] = cat(asr)
         return out
 
     def honest_sum(self) -> tuple[torch.Tensor, int]:

@@ -221,13 +221,15 @@ class RayBackend:
         ray = _ray()
         refs = [ray.put(x) for x in (features, labels, backdoor)]
         parts = ray.get([a.evaluate.remote(refs[0], refs[1], refs[2], target) for a in self.actors])
+        byzantine_log_z = torch.cat([p["byzantine_log_z"] for p in parts])
         parts = [p for p in parts if len(p["ids"])]
         ids = np.concatenate([p["ids"] for p in parts])
         order = torch.as_tensor(np.argsort(ids, kind="stable"))
         out = {"ids": ids[order.numpy()]}
-        for key in ("accuracy", "loss", "asr"):
+        for key in ("accuracy", "loss", "log_z", "asr"):
             if key in parts[0]:
                 out[key] = torch.cat([p[key] for p in parts])[order]
+        out["byzantine_log_z"] = byzantine_log_z
         return out
 
     def consensus_distance(self) -> float:
