@@ -147,7 +147,7 @@ def check_resumable(checkpoint: dict, s: cfg.Scenario, source: str) -> None:
     if changed:
         raise cfg.ScenarioError(f"{source}: cannot resume: the scenario changed since the checkpoint in "
                                 f"{', '.join(changed)} (only {', '.join(RESUME_SAFE_KEYS)} may change)")
-    if s.rounds < checkpoint["round"]:
+    if "gossip" not in checkpoint and s.rounds < checkpoint["round"]:
         raise cfg.ScenarioError(f"{source}: rounds: must be >= {checkpoint['round']}, the round the checkpoint "
                                 f"reached, to resume; got {s.rounds}")
 
@@ -172,8 +172,11 @@ def _run(s, run_dir: RunDir, resuming: bool, checkpoint, progress, build_world, 
         from fedsim.privacy import PrivacyRecorder
         privacy = PrivacyRecorder(world)
     totals = {"bytes_sent": 0, "messages_dropped": 0, "messages_nonfinite": 0}
-    network = None
-    if s.network is not None:
+    network = gossip = None
+    if s.network is not None and s.network.mode == "async":
+        from fedsim.engine.async_engine import AsyncGossip
+        gossip = AsyncGossip(s, world, backend, schedule)
+    elif s.network is not None:
         from fedsim.network.run import SyncNetwork
         network = SyncNetwork(s, world)
         totals.update(network.totals())
@@ -188,6 +191,8 @@ def _run(s, run_dir: RunDir, resuming: bool, checkpoint, progress, build_world, 
             elapsed_before = state["wall_time_s"]
             if privacy is not None:
                 privacy.load_state_dict(state.get("privacy"))
+            if gossip is not None:
+                gossip.load_state_dict(state["gossip"])
             rows = [r for r in run_dir.read_metrics() if r["round"] <= state["round"]]
         run_dir.rewrite_metrics(rows)
         log.info("resuming at round %d", start_round)
@@ -195,12 +200,15 @@ def _run(s, run_dir: RunDir, resuming: bool, checkpoint, progress, build_world, 
         run_dir.rewrite_metrics([])
 
     saved_ids = sampled_honest_ids(world, s.output.save_heads)
-    bar = _Progress(s.rounds, start_round - 1, progress)
+    bar = _Progress(s.rounds, start_round - 1, progress) if gossip is None else \
+        _Progress(gossip.n_evaluations(), len(rows), progress)
     sinks = Sinks(s, run_dir.path, world, schedule.graph(1), start_round)
     t_loop = time.perf_counter()
     neighbours_cache: dict = {}
     try:
-        for r in range(start_round, s.rounds + 1):
+        if gossip is not None:
+            _run_gossip(s, gossip, world, backend, run_dir, rows, totals, sinks, bar, elapsed_before, t_loop)
+        for r in range(start_round, s.rounds + 1) if gossip is None else ():
             t_round = time.perf_counter()
             graph = schedule.graph(r)
             period = schedule.period(r)
@@ -253,6 +261,32 @@ def _run(s, run_dir: RunDir, resuming: bool, checkpoint, progress, build_world, 
         plots.draw_all(run_dir.path, world=world, graph=schedule.graph(1))
     log.info("final accuracy_mean %.4f", rows[-1]["accuracy_mean"] if rows else float("nan"))
     return summary, run_dir.path
+
+
+def _run_gossip(s, gossip, world, backend, run_dir, rows, totals, sinks, bar, elapsed_before, t_loop) -> None:
+    """The loop of asynchronous gossip (``fedsim.engine.async_engine``): ticks until
+    ``network.duration_s``; a metrics row every ``network.eval_every_s`` simulated seconds
+    (its ``round`` is the tick), a checkpoint every ``output.checkpoint_every`` rows and
+    at the end."""
+    t_eval = time.perf_counter()
+    while gossip.tick < gossip.n_ticks:
+        gossip.step()
+        if not gossip.eval_due():
+            continue
+        for key in ("bytes_sent", "messages_dropped", "messages_nonfinite"):
+            totals[key] = gossip.totals[key]
+        elapsed = elapsed_before + (time.perf_counter() - t_loop)
+        row = evaluate_row(world, backend, gossip.tick, totals, elapsed, sinks, gossip.row())
+        rows.append(row)
+        run_dir.append_metrics(row)
+        every = s.output.checkpoint_every
+        if (every and len(rows) % every == 0) or gossip.tick == gossip.n_ticks:
+            run_dir.save_checkpoint(gossip.tick, {
+                "round": gossip.tick, "peers": backend.state_dict(), "totals": dict(totals),
+                "gossip": gossip.state_dict(), "wall_time_s": elapsed_before + (time.perf_counter() - t_loop),
+                "scenario": s.to_dict()})
+        bar.update(len(rows), gossip.n_evaluations(), row["accuracy_mean"], time.perf_counter() - t_eval)
+        t_eval = time.perf_counter()
 
 
 def evaluate_row(world, backend, round_: int, totals: dict, elapsed: float, sinks=None,

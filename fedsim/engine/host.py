@@ -118,6 +118,22 @@ class GroupHost:
                                     exchange.by_receiver(crafted, ids), self.honest_bytes,
                                     degrees=degrees, rows=rows)
 
+    def merge(self, round_: int, peers, received, mask, senders, ages, degrees) -> None:
+        """Asynchronous gossip (``fedsim.engine.async_engine``): those of ``peers`` (sorted
+        global ids) this host holds merge their rows of ``received [n, k, C, P]`` (where
+        ``mask``, from ``senders``, ``ages`` = (seconds, updates) ``[n, k]``); the others
+        are another host's."""
+        peers = np.asarray(peers, dtype=np.int64)
+        sel = np.isin(peers, self.group.ids)
+        if not sel.any():
+            return
+        rows = torch.as_tensor(np.searchsorted(self.group.ids, peers[sel]), dtype=torch.long)
+        s = torch.as_tensor(sel)
+        is_byz_sender = torch.zeros(self.world.n_peers + 1, dtype=torch.bool)
+        is_byz_sender[torch.as_tensor(list(self.world.byzantine_ids), dtype=torch.long)] = True
+        self.group.heads[rows] = self.group.merge(round_, rows, received[s], mask[s], senders[s], self.claimed,
+                                                  degrees, is_byz_sender, (ages[0][s], ages[1][s]))
+
     # ----------------------------------------------------------- what is asked
     def evaluate(self, features, labels, backdoor=None, target=None) -> dict:
         return self.group.evaluate(features, labels, backdoor, target)

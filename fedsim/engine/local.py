@@ -2,6 +2,7 @@
 the tensors themselves."""
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from fedsim.engine import exchange
@@ -33,6 +34,21 @@ class LocalBackend:
         stats = self.host.aggregate(round_, neighbours, crafted, sent)
         stats["sent"] = [sent]
         return stats
+
+    # ------------------------------------------- asynchronous gossip (fedsim.engine.async_engine)
+    def train_async(self, tick: int, peers, draw_keys: dict):
+        """Peers ``peers`` (sorted global ids) train, each batch keyed by ``draw_keys[peer]``;
+        returns ``(ids, sent)``."""
+        return self.host.train(tick, active=peers, draw_keys=draw_keys)
+
+    def craft_async(self, tick: int, graph, byzantine, last_sent: torch.Tensor) -> dict:
+        """The attack's messages from Byzantine peers ``byzantine`` (those updating now),
+        observing the heads honest peers sent last (``last_sent [N, C, P]``)."""
+        active = np.union1d(np.asarray(byzantine, dtype=np.int64), np.asarray(self.world.honest_ids, dtype=np.int64))
+        return self.host.craft(tick, graph, (np.arange(self.world.n_peers), last_sent), active=active)
+
+    def merge_async(self, tick: int, peers, received, mask, senders, ages, degrees) -> None:
+        self.host.merge(tick, peers, received, mask, senders, ages, degrees)
 
     def sent_heads(self, sent, ids) -> torch.Tensor:
         """Rows ``ids`` of the heads sent this round."""
