@@ -12,7 +12,7 @@ from typing import Optional
 import torch
 
 from defenses.base import Defense
-from defenses.aggregation.common import candidates_with_own, group_valid, zero_invalid
+from defenses.aggregation.common import candidates_with_own, group_candidates, group_valid, zero_invalid
 from fedsim import functional as F
 from defenses.aggregation.neighbour_bound import (BOUND, WEIGHTS,
                                                   bound_needs_context, context_weights, group_bounds,
@@ -102,9 +102,8 @@ class CenteredClipping(Defense):
         return merged.view_as(own).to(own.dtype)
 
     def aggregate_group(self, own, received, mask, ctxs=None):
-        valid = group_valid(received, mask)
-        rows = torch.cat([own.unsqueeze(1), zero_invalid(received, valid)], dim=1).flatten(2).double()
-        weights = torch.cat([torch.ones(own.shape[0], 1, dtype=torch.bool), valid], dim=1).double()
+        rows, candidates = group_candidates(own, received, mask)
+        weights = candidates.double()
         point = rows[:, 0]
         for _ in range(self.iterations):
             clipped = F.clip_rows(rows - point.unsqueeze(1), self.tau)

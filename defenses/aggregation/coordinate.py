@@ -3,16 +3,20 @@
 
 Each works on every coordinate of the flattened head independently. The per-peer
 forms slice sorted values; the batched forms sort a padded group once (padding and
-non-finite rows pushed to the end as +inf) and select positions by count.
+non-finite rows pushed to the end as +inf) and select positions by count. The group is
+sorted along its candidate axis (``1 + k``, small) by a sorting network of elementwise
+``minimum``/``maximum`` over whole ``[n, P]`` slices (:func:`sort_padded`), about ten
+times faster than ``torch.sort`` along that axis at degree 8 and giving the same values.
 """
 from __future__ import annotations
 
+import functools
 from typing import Optional
 
 import torch
 
 from defenses.base import Defense
-from defenses.aggregation.common import candidates_with_own, group_valid, zero_invalid
+from defenses.aggregation.common import candidates_with_own, group_valid
 from fedsim import functional as F
 from defenses.aggregation.neighbour_bound import (BOUND, bound_at_most_neighbours, bound_needs_context,
                                                   group_bounds, resolve_bound)
@@ -39,27 +43,84 @@ def bridge_screen(own: torch.Tensor, neighbours: torch.Tensor, b: int) -> torch.
     return (own + F.trimmed_values(neighbours, b).sum(dim=0)) / (k - 2 * b + 1)
 
 
-def sort_padded(values: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
-    """``values [n, m, P]`` sorted along ``m`` with invalid rows (``valid [n, m]`` False)
-    replaced by +inf, so that the ``count_i`` valid values come first."""
-    filled = torch.where(valid.unsqueeze(-1), values,
-                         torch.full((), float("inf"), dtype=values.dtype))
-    return filled.sort(dim=1).values
+@functools.lru_cache(maxsize=None)
+def sorting_network(m: int) -> tuple[tuple[int, int], ...]:
+    """Comparators ``(a, b)``, ``a < b``, of Batcher's odd-even merge sort for ``m`` values.
+
+    K. E. Batcher, "Sorting networks and their applications", AFIPS 1968: the network for
+    the next power of two ``N >= m`` (``(log2(N)^2 - log2(N) + 4) N / 4 - 1``
+    comparators), less every comparator that touches a position ``>= m``. Those
+    positions can be thought of as holding +inf: a comparator ``(a, b)`` with ``b``
+    holding +inf leaves both in place, so dropping it changes nothing and the first ``m``
+    positions end sorted (28 comparators for ``m = 9``).
+    """
+    size = 1 << max(0, (m - 1).bit_length())
+    pairs = []
+    span = 1
+    while span < size:
+        step = span
+        while step >= 1:
+            for j in range(step % span, size - step, 2 * step):
+                for i in range(min(step, size - j - step)):
+                    if (i + j) // (2 * span) == (i + j + step) // (2 * span) and i + j + step < m:
+                        pairs.append((i + j, i + j + step))
+            step //= 2
+        span *= 2
+    return tuple(pairs)
 
 
-def sum_of_positions(ordered: torch.Tensor, start: torch.Tensor, stop: torch.Tensor) -> torch.Tensor:
-    """Per group row ``i``, the sum of ``ordered[i, start_i:stop_i]`` -> ``[n, P]``."""
-    positions = torch.arange(ordered.shape[1])
-    keep = (positions >= start[:, None]) & (positions < stop[:, None])
-    return torch.where(keep.unsqueeze(-1), ordered, torch.zeros((), dtype=ordered.dtype)).sum(dim=1)
+def sort_padded(values: torch.Tensor, valid: torch.Tensor,
+                first: Optional[torch.Tensor] = None) -> list[torch.Tensor]:
+    """``values [n, m, P]`` (after ``first [n, P]``, when given, as candidate 0) sorted
+    along the candidate axis with invalid rows (``valid [n, m]`` False) replaced by +inf,
+    so that each peer's valid values come first: the list of sorted positions, each
+    ``[n, P]``.
+
+    The valid rows of ``values`` are finite (:func:`~defenses.aggregation.common.group_valid`);
+    ``first`` (a peer's own head) may hold NaN if its training diverged. Without NaN the
+    sort is :func:`sorting_network` on the candidates' ``[n, P]`` slices; with NaN,
+    ``torch.sort`` (NaN last). Both give the same values in the same order (equal values
+    are interchangeable; ``-0.0`` and ``0.0`` may trade places).
+    """
+    inf = torch.full((), float("inf"), dtype=values.dtype)
+    slices = [torch.where(valid[:, j, None], values[:, j], inf) for j in range(values.shape[1])]
+    if first is not None:
+        slices.insert(0, first.clone())
+        if bool(torch.isnan(first).any()):
+            return list(torch.stack(slices, dim=1).sort(dim=1).values.unbind(1))
+    spare = torch.empty_like(slices[0])   # in place: fresh [n, P] blocks cost page faults
+    for a, b in sorting_network(len(slices)):
+        torch.minimum(slices[a], slices[b], out=spare)
+        torch.maximum(slices[a], slices[b], out=slices[b])
+        slices[a], spare = spare, slices[a]
+    return slices
 
 
-def _group_candidates(own: torch.Tensor, received: torch.Tensor, mask: torch.Tensor):
-    """Flat float64 ``[n, 1 + k, CP]`` (own first) and the validity mask ``[n, 1 + k]``."""
+def value_at(ordered: list[torch.Tensor], position: torch.Tensor) -> torch.Tensor:
+    """Per group row ``i``, ``ordered[position_i][i]`` -> ``[n, P]``."""
+    picked = ordered[0]
+    for j in range(1, len(ordered)):
+        picked = torch.where((position == j)[:, None], ordered[j], picked)
+    return picked
+
+
+def sum_of_positions(ordered: list[torch.Tensor], start: torch.Tensor, stop: torch.Tensor) -> torch.Tensor:
+    """Per group row ``i``, the float64 sum of ``ordered[start_i:stop_i][i]`` -> ``[n, P]``,
+    added in position order."""
+    zero = torch.zeros((), dtype=torch.float64)
+    total = torch.zeros(ordered[0].shape, dtype=torch.float64)
+    for j, values in enumerate(ordered):
+        keep = ((start <= j) & (j < stop))[:, None]
+        total += torch.where(keep, values.double(), zero)
+    return total
+
+
+def _sorted_group_candidates(own: torch.Tensor, received: torch.Tensor, mask: torch.Tensor):
+    """The flat candidates ``[n, 1 + k, CP]`` (own first) sorted per coordinate by
+    :func:`sort_padded` in their own dtype (the order of float64 copies is the same),
+    and each peer's candidate count ``[n]``."""
     valid = group_valid(received, mask)
-    rows = torch.cat([own.unsqueeze(1), zero_invalid(received, valid)], dim=1)
-    ones = torch.ones(own.shape[0], 1, dtype=torch.bool)
-    return rows.flatten(2).double(), torch.cat([ones, valid], dim=1)
+    return sort_padded(received.flatten(2), valid, first=own.flatten(1)), 1 + valid.sum(dim=1)
 
 
 def _trim_counts(count: torch.Tensor, requested: torch.Tensor) -> torch.Tensor:
@@ -110,12 +171,9 @@ class CoordinateMedian(Defense):
         return F.coordinate_median(rows).view_as(own).to(own.dtype)
 
     def aggregate_group(self, own, received, mask, ctxs=None):
-        rows, valid = _group_candidates(own, received, mask)
-        ordered = sort_padded(rows, valid)
-        count = valid.sum(dim=1)
-        lower = ordered.gather(1, ((count - 1) // 2)[:, None, None].expand(-1, 1, rows.shape[2]))
-        upper = ordered.gather(1, (count // 2)[:, None, None].expand(-1, 1, rows.shape[2]))
-        return ((lower + upper) / 2).squeeze(1).view_as(own).to(own.dtype)
+        ordered, count = _sorted_group_candidates(own, received, mask)
+        lower, upper = value_at(ordered, (count - 1) // 2), value_at(ordered, count // 2)
+        return ((lower.double() + upper.double()) / 2).view_as(own).to(own.dtype)
 
 
 @register("defenses", "trimmed_mean")
@@ -146,6 +204,11 @@ class TrimmedMean(Defense):
     candidates, lower/upper middle averaged when ``n`` is even). ``f="auto"`` follows
     the IOS authors' decentralized trimmed mean, which trims
     ``graph.byzantine_sizes[node]`` (``ByrdLab/aggregation.py`` ``D_trimmed_mean.run``).
+
+    The batched form (``aggregate_group``) sorts each coordinate's candidates with a
+    sorting network and adds the kept values in sorted order: bit for bit the per-peer
+    result on float32 heads, to about 1e-16 relative on float64 heads (the per-peer mean
+    may add in another order); ``tests/test_rules_batched.py``.
 
     References
     ----------
@@ -187,12 +250,11 @@ class TrimmedMean(Defense):
         return merged.view_as(own).to(own.dtype)
 
     def aggregate_group(self, own, received, mask, ctxs=None):
-        rows, valid = _group_candidates(own, received, mask)
-        count = valid.sum(dim=1)
+        ordered, count = _sorted_group_candidates(own, received, mask)
         requested = torch.floor(self.beta * count.double()).long() if self.f is None \
             else group_bounds(self.f, mask, ctxs, "trimmed_mean")
         trim = _trim_counts(count, requested)
-        total = sum_of_positions(sort_padded(rows, valid), trim, count - trim)
+        total = sum_of_positions(ordered, trim, count - trim)
         merged = total / (count - 2 * trim).to(total.dtype)[:, None]
         return merged.view_as(own).to(own.dtype)
 
@@ -220,6 +282,11 @@ class Bridge(Defense):
     Non-finite received heads are dropped first (``k`` counts the finite ones).
     Fallback: when ``2b > k``, ``b`` is lowered to ``k // 2`` (with ``2b = k`` only the
     own head is left). The gradient step of BRIDGE happens in local training, not here.
+
+    The batched form (``aggregate_group``) sorts each coordinate's candidates with a
+    sorting network and adds the kept values in sorted order: bit for bit the per-peer
+    result on float32 heads, to about 1e-16 relative on float64 heads (the per-peer mean
+    may add in another order); ``tests/test_rules_batched.py``.
 
     References
     ----------
@@ -256,9 +323,8 @@ class Bridge(Defense):
 
     def aggregate_group(self, own, received, mask, ctxs=None):
         valid = group_valid(received, mask)
-        rows = zero_invalid(received, valid).flatten(2).double()
         count = valid.sum(dim=1)
         b = torch.minimum(group_bounds(self.b, mask, ctxs, "bridge"), count // 2)
-        kept = sum_of_positions(sort_padded(rows, valid), b, count - b)
+        kept = sum_of_positions(sort_padded(received.flatten(2), valid), b, count - b)
         merged = (own.flatten(1).double() + kept) / (count - 2 * b + 1).double()[:, None]
         return merged.view_as(own).to(own.dtype)

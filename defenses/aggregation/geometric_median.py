@@ -4,7 +4,8 @@ from __future__ import annotations
 import torch
 
 from defenses.base import Defense
-from defenses.aggregation.common import candidates_with_own
+from defenses.aggregation.common import candidates_with_own, group_candidates
+from defenses.aggregation.coordinate import sort_padded, value_at
 from fedsim import functional as F
 from fedsim.params import Interval
 from fedsim.registry import register
@@ -31,6 +32,39 @@ def smoothed_weiszfeld(rows: torch.Tensor, weights: torch.Tensor, nu: float, max
         point = betas @ rows / betas.sum()
         previous, objective = objective, geometric_median_objective(point, rows, weights)
         if abs(previous - objective) <= tol * objective:
+            break
+    return point
+
+
+def smoothed_weiszfeld_group(rows: torch.Tensor, weights: torch.Tensor, nu: float, max_iter: int,
+                             tol: float) -> torch.Tensor:
+    """:func:`smoothed_weiszfeld` for every peer of a group: ``rows [n, m, P]`` float64,
+    ``weights [n, m]`` (0 for rows that are not candidates) -> ``[n, P]``.
+
+    Every peer starts at the coordinate-wise median of its candidates and stops on its
+    own criterion (a peer that has stopped keeps its point while the others iterate).
+    The weighted sums are batched matrix products, so they may add in another order than
+    the per-peer ``betas @ rows``: the results agree to about 1e-15 relative in float64
+    (a peer whose stopping test falls within that of its threshold may stop one
+    iteration apart).
+    """
+    candidates = weights > 0
+    count = candidates.sum(dim=1)
+    ordered = sort_padded(rows, candidates)
+    point = (value_at(ordered, (count - 1) // 2) + value_at(ordered, count // 2)) / 2
+
+    def objective(at):
+        return (weights * (rows - at.unsqueeze(1)).norm(dim=2)).sum(dim=1)
+
+    value = objective(point)
+    running = torch.ones(rows.shape[0], dtype=torch.bool)
+    for _ in range(max_iter):
+        betas = weights / (rows - point.unsqueeze(1)).norm(dim=2).clamp(min=nu)
+        moved = torch.bmm(betas.unsqueeze(1), rows).squeeze(1) / betas.sum(dim=1, keepdim=True)
+        point = torch.where(running[:, None], moved, point)
+        previous, value = value, torch.where(running, objective(point), value)
+        running = running & ~((previous - value).abs() <= tol * value)
+        if not bool(running.any()):
             break
     return point
 
@@ -68,6 +102,11 @@ class GeometricMedian(Defense):
     start that coincides with a candidate moves only by about ``nu`` per iteration;
     the result is then that robust start.)
 
+    The batched form (:func:`smoothed_weiszfeld_group`) iterates every peer at once with
+    batched matrix products: to about 1e-15 relative on float64 heads with the default
+    ``max_iter`` and ``tol`` (bit for bit on float32 heads in the tests); with long runs
+    and ``tol = 0`` a peer may stop one iteration apart, at the same objective value.
+
     References
     ----------
     .. [1] K. Pillutla, S. M. Kakade, Z. Harchaoui, "Robust aggregation for federated
@@ -93,4 +132,10 @@ class GeometricMedian(Defense):
         rows = candidates_with_own(own, received)
         weights = torch.full((rows.shape[0],), 1.0 / rows.shape[0], dtype=rows.dtype)
         merged = smoothed_weiszfeld(rows, weights, self.nu, self.max_iter, self.tol)
+        return merged.view_as(own).to(own.dtype)
+
+    def aggregate_group(self, own, received, mask, ctxs=None):
+        rows, candidates = group_candidates(own, received, mask)
+        weights = candidates.double() / candidates.sum(dim=1, keepdim=True).double()
+        merged = smoothed_weiszfeld_group(rows, weights, self.nu, self.max_iter, self.tol)
         return merged.view_as(own).to(own.dtype)
