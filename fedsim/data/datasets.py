@@ -13,9 +13,16 @@ with a train and a test split. Loaders are registered under ``"datasets"`` and s
   60000/10000 split (``test_fraction`` is ignored). See :func:`fashion_mnist_search_dirs`
   for where the files are looked for.
 - ``synthetic``: Gaussian class clusters (see :func:`load_synthetic`).
+- ``kyoto2013``: the Kyoto University honeypot traffic data as GRU-SVM (Agarap 2017)
+  prepares it, from files the user gives (see :func:`load_kyoto2013`).
+
+``digits`` and ``fashion_mnist`` take ``view``: ``images`` ``[N, 1, H, W]`` (default) or
+``sequences`` ``[N, H, W]``, each image the sequence of its ``H`` rows of ``W`` pixels,
+for sequence backbones such as ``gru`` (:func:`as_view`).
 """
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import os
 import shutil
@@ -30,7 +37,7 @@ from typing import Optional, Sequence
 import numpy as np
 import torch
 
-from fedsim.params import Boolean, Interval, declare, defaults
+from fedsim.params import Boolean, Interval, Options, declare, defaults
 from fedsim.registry import create, lookup, register
 
 
@@ -98,6 +105,21 @@ def _from_arrays(name: str, images: np.ndarray, labels: np.ndarray, train_idx: n
                    n_classes=n_classes, source=source)
 
 
+VIEWS = Options("images", "sequences")
+
+
+def as_view(dataset: Dataset, view: str) -> Dataset:
+    """``images``: unchanged ``[N, 1, H, W]``; ``sequences``: ``[N, H, W]``, each
+    one-channel image the sequence of its ``H`` rows (``W`` features per step), as
+    sequential MNIST is read row by row (Le, Jaitly, Hinton 2015 read it pixel by pixel)."""
+    if view == "images":
+        return dataset
+    if view != "sequences":
+        raise ValueError(f"view must be 'images' or 'sequences'; got {view!r}")
+    return dataclasses.replace(dataset, train_images=dataset.train_images.squeeze(1),
+                               test_images=dataset.test_images.squeeze(1))
+
+
 # --------------------------------------------------------------------------- digits
 
 def _ten_classes(args) -> int:
@@ -105,11 +127,13 @@ def _ten_classes(args) -> int:
 
 
 @register("datasets", "digits")
-@declare({}, class_count=_ten_classes)
-def load_digits(*, root: Optional[str] = None, seed: int = 0, test_fraction: float = 0.2) -> Dataset:
+@declare({"view": VIEWS}, class_count=_ten_classes)
+def load_digits(*, root: Optional[str] = None, seed: int = 0, test_fraction: float = 0.2,
+                view: str = "images") -> Dataset:
     """scikit-learn's 8x8 handwritten digits (UCI ML optical recognition), /16 to [0, 1].
 
-    ``root`` is ignored (the data ships with scikit-learn).
+    ``root`` is ignored (the data ships with scikit-learn). ``view`` [images]: see
+    :func:`as_view`.
     """
     from sklearn.datasets import load_digits as sklearn_digits
 
@@ -117,7 +141,7 @@ def load_digits(*, root: Optional[str] = None, seed: int = 0, test_fraction: flo
     images = (bunch.images.astype(np.float32) / 16.0)[:, None, :, :]
     labels = bunch.target.astype(np.int64)
     train_idx, test_idx = stratified_split(labels, test_fraction, seed)
-    return _from_arrays("digits", images, labels, train_idx, test_idx, 10, "sklearn")
+    return as_view(_from_arrays("digits", images, labels, train_idx, test_idx, 10, "sklearn"), view)
 
 
 # --------------------------------------------------------------------------- fashion-mnist
@@ -257,13 +281,14 @@ def read_idx(path: Path) -> np.ndarray:
 
 
 @register("datasets", "fashion_mnist")
-@declare({"download": Boolean()}, class_count=_ten_classes)
+@declare({"download": Boolean(), "view": VIEWS}, class_count=_ten_classes)
 def load_fashion_mnist(*, root: Optional[str] = None, seed: int = 0, test_fraction: float = 0.2,
-                       download: bool = True) -> Dataset:
+                       download: bool = True, view: str = "images") -> Dataset:
     """Fashion-MNIST (28x28 grey, 10 classes), official split; pixels /255.
 
     ``download`` [True]: when no directory holds the files, fetch them from the public
-    mirror into the user cache (short timeout). ``seed`` and ``test_fraction`` are ignored.
+    mirror into the user cache (short timeout). ``view`` [images]: see :func:`as_view`.
+    ``seed`` and ``test_fraction`` are ignored.
     """
     check_root(root)
     paths, source = locate_idx_files(fashion_mnist_search_dirs(root),
@@ -276,12 +301,12 @@ def load_fashion_mnist(*, root: Optional[str] = None, seed: int = 0, test_fracti
     def images(a: np.ndarray) -> torch.Tensor:
         return torch.from_numpy(a.astype(np.float32)[:, None, :, :] / np.float32(255.0))
 
-    return Dataset(name="fashion_mnist",
-                   train_images=images(arrays["train_images"]),
-                   train_labels=torch.from_numpy(arrays["train_labels"].astype(np.int64)),
-                   test_images=images(arrays["test_images"]),
-                   test_labels=torch.from_numpy(arrays["test_labels"].astype(np.int64)),
-                   n_classes=10, source=source)
+    return as_view(Dataset(name="fashion_mnist",
+                           train_images=images(arrays["train_images"]),
+                           train_labels=torch.from_numpy(arrays["train_labels"].astype(np.int64)),
+                           test_images=images(arrays["test_images"]),
+                           test_labels=torch.from_numpy(arrays["test_labels"].astype(np.int64)),
+                           n_classes=10, source=source), view)
 
 
 # --------------------------------------------------------------------------- synthetic
@@ -314,3 +339,154 @@ def load_synthetic(*, root: Optional[str] = None, seed: int = 0, test_fraction: 
     vectors = means[labels] + rng.normal(size=(n_samples, dim))
     train_idx, test_idx = stratified_split(labels, test_fraction, seed)
     return _from_arrays("synthetic", vectors, labels, train_idx, test_idx, n_classes, "synthetic")
+
+
+# --------------------------------------------------------------------------- kyoto2013
+
+# The 24 columns of the Kyoto 2006+ honeypot traffic data (Song et al. 2011, "Statistical
+# analysis of honeypot data and building of Kyoto 2006+ dataset for NIDS evaluation"), in
+# file order, named as GRU-SVM's authors name them (AFAgarap/gru-svm dataset/normalize_data.py).
+KYOTO2013_COLUMNS = (
+    "duration", "service", "src_bytes", "dest_bytes", "count", "same_srv_rate", "serror_rate",
+    "srv_serror_rate", "dst_host_count", "dst_host_srv_count", "dst_host_same_src_port_rate",
+    "dst_host_serror_rate", "dst_host_srv_serror_rate", "flag", "ids_detection", "malware_detection",
+    "ashula_detection", "label", "src_ip_add", "src_port_num", "dst_ip_add", "dst_port_num",
+    "start_time", "protocol")
+KYOTO2013_CONTINUOUS = (
+    "duration", "src_bytes", "dest_bytes", "count", "same_srv_rate", "serror_rate", "srv_serror_rate",
+    "dst_host_count", "dst_host_srv_count", "dst_host_same_src_port_rate", "dst_host_serror_rate",
+    "dst_host_srv_serror_rate", "src_port_num", "dst_port_num", "start_time")
+KYOTO2013_SYMBOLIC_BINNED = ("service", "flag")     # indexed, then binned like the continuous ones
+KYOTO2013_DETECTIONS = ("ids_detection", "malware_detection", "ashula_detection")   # 0, or a signature
+KYOTO2013_DROPPED = ("label", "src_ip_add", "dst_ip_add")
+KYOTO2013_FEATURES = tuple(c for c in KYOTO2013_COLUMNS if c not in KYOTO2013_DROPPED)   # 21
+KYOTO2013_BINS = 10
+KYOTO2013_LABELS = {1: 0, -1: 1, -2: 1}   # normal; known attack, unknown attack -> 1 = attack
+
+
+def equal_width_bins(values: np.ndarray, n_bins: int = KYOTO2013_BINS) -> np.ndarray:
+    """Bin index in ``0..n_bins-1``: ``np.digitize(v, linspace(min, max, n_bins), right=True)``,
+    the bucket binning of GRU-SVM's dataset/bin_data.py (``min`` -> 0, ``max`` -> n_bins-1;
+    a constant column -> 0)."""
+    values = np.asarray(values, dtype=np.float64)
+    if values.size == 0:
+        return values.astype(np.int64)
+    edges = np.linspace(values.min(), values.max(), n_bins)
+    return np.digitize(values, edges, right=True).astype(np.int64)
+
+
+def _index_symbols(symbols: list[str]) -> np.ndarray:
+    """``[0, n-1]`` by the sorted distinct symbols (scikit-learn's LabelEncoder)."""
+    _, index = np.unique(np.asarray(symbols, dtype=object).astype(str), return_inverse=True)
+    return index.astype(np.int64)
+
+
+def _clock_hours(text: str) -> float:
+    """``hh:mm:ss`` -> hours (the authors' continuous start time)."""
+    hours, minutes, seconds = (int(part) for part in text.split(":"))
+    return hours + minutes / 60 + seconds / 3600
+
+
+def kyoto2013_files(root: Optional[str]) -> list[Path]:
+    """The ``*.txt`` (tab-separated, as published) and ``*.csv`` (comma-separated) files
+    under ``root``, sorted by path; a :class:`DataError` when there is no root or none."""
+    if not root:
+        raise DataError("kyoto2013: set data.root to the directory holding the Kyoto 2013 traffic files "
+                        "(*.txt tab-separated as published at http://www.takakura.com/Kyoto_data/, or *.csv; "
+                        "24 columns); the data is not bundled")
+    check_root(root)
+    files = sorted(p for p in Path(root).expanduser().rglob("*") if p.is_file() and p.suffix in (".txt", ".csv"))
+    if not files:
+        raise DataError(f"kyoto2013: data.root: {root}: no *.txt or *.csv file")
+    return files
+
+
+def read_kyoto2013(files: Sequence[Path]) -> tuple[dict[str, list], np.ndarray]:
+    """``(columns, labels)``: the raw text of each column but the label, and the labels
+    mapped to 1 = attack (known -1 or unknown -2), 0 = normal (1). A line with other than
+    24 fields, a non-number where a number belongs, a start time that is not ``hh:mm:ss``
+    or a label outside {1, -1, -2} is a :class:`DataError` naming the file and line."""
+    columns: dict[str, list] = {name: [] for name in KYOTO2013_COLUMNS if name != "label"}
+    labels: list[int] = []
+    numeric = set(KYOTO2013_CONTINUOUS) - {"start_time"}
+    for path in files:
+        delimiter = "\t" if path.suffix == ".txt" else ","
+        try:
+            lines = path.read_text(encoding="utf-8", errors="strict").splitlines()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise DataError(f"{path}: cannot read ({exc.__class__.__name__}: {exc})") from None
+        for number, line in enumerate(lines, start=1):
+            if not line.strip():
+                continue
+            fields = [f.strip() for f in line.split(delimiter)]
+            if len(fields) != len(KYOTO2013_COLUMNS):
+                raise DataError(f"{path}:{number}: expected {len(KYOTO2013_COLUMNS)} "
+                                f"{'tab' if delimiter == chr(9) else 'comma'}-separated fields of the Kyoto 2013 "
+                                f"format, got {len(fields)}")
+            row = dict(zip(KYOTO2013_COLUMNS, fields))
+            try:
+                label = KYOTO2013_LABELS[int(row["label"])]
+                values = {name: float(row[name]) for name in numeric}
+                values["start_time"] = _clock_hours(row["start_time"])
+            except (ValueError, KeyError):
+                raise DataError(f"{path}:{number}: not a Kyoto 2013 record (label in 1, -1, -2; numbers in "
+                                f"{', '.join(sorted(numeric))}; start_time hh:mm:ss)") from None
+            if not all(np.isfinite(v) for v in values.values()):
+                raise DataError(f"{path}:{number}: a numeric field is not finite")
+            labels.append(label)
+            for name in columns:
+                columns[name].append(values.get(name, row[name]))
+    if not labels:
+        raise DataError(f"kyoto2013: no record in {', '.join(str(p) for p in files)}")
+    return columns, np.asarray(labels, dtype=np.int64)
+
+
+def kyoto2013_bins(columns: dict[str, list]) -> np.ndarray:
+    """``[N, 21]`` bin indices in ``0..9``, one per feature of :data:`KYOTO2013_FEATURES`."""
+    binned = []
+    for name in KYOTO2013_FEATURES:
+        raw = columns[name]
+        if name in KYOTO2013_CONTINUOUS:
+            binned.append(equal_width_bins(raw))
+        elif name in KYOTO2013_DETECTIONS:
+            binned.append(np.asarray([0 if value == "0" else 1 for value in raw], dtype=np.int64))
+        else:   # service, flag: indexed then binned; protocol (tcp, udp, icmp): indexed
+            index = _index_symbols(raw)
+            binned.append(equal_width_bins(index) if name in KYOTO2013_SYMBOLIC_BINNED
+                          or index.max() >= KYOTO2013_BINS else index)
+    return np.stack(binned, axis=1)
+
+
+def _two_classes(args) -> int:
+    return 2
+
+
+@register("datasets", "kyoto2013")
+@declare({}, class_count=_two_classes)
+def load_kyoto2013(*, root: Optional[str] = None, seed: int = 0, test_fraction: float = 0.2) -> Dataset:
+    """The Kyoto University honeypot traffic data of 2013 (Song et al. 2011's Kyoto 2006+
+    format), prepared as GRU-SVM does: Agarap (2017), "A Neural Network Architecture
+    Combining Gated Recurrent Unit (GRU) and Support Vector Machine (SVM) for Intrusion
+    Detection in Network Traffic Data", section 2.1 and the authors' dataset/*.py.
+
+    Reads every ``*.txt`` (tab-separated, as published) and ``*.csv`` (comma-separated,
+    as the authors convert them) file under ``data.root`` (the data is not bundled:
+    :func:`kyoto2013_files`). Each record has the 24 columns of
+    :data:`KYOTO2013_COLUMNS`. Preparation (dataset/normalize_data.py, bin_data.py):
+    the two IP addresses are dropped; the label becomes 1 = attack (-1 known, -2
+    unknown) and 0 = normal (1); the three detection columns become 1 when they hold a
+    signature (anything but ``0``); ``start_time`` ``hh:mm:ss`` becomes hours; the 15
+    continuous columns (:data:`KYOTO2013_CONTINUOUS`) and the indexed ``service`` and
+    ``flag`` are cut into 10 equal-width bins over their range across all files
+    (:func:`equal_width_bins`); ``protocol`` is indexed. The authors standardise before
+    binning; an affine map does not move equal-width bins, so that step is left out.
+    Every one of the 21 features is then one-hot over 10 values, as the authors' model
+    does (``tf.one_hot(x, depth=10)``): a sample is the sequence ``[21, 10]`` that the
+    ``gru`` backbone reads, label in {0, 1}. Stratified seeded test split of
+    ``test_fraction``.
+    """
+    files = kyoto2013_files(root)
+    columns, labels = read_kyoto2013(files)
+    onehot = np.eye(KYOTO2013_BINS, dtype=np.float32)[kyoto2013_bins(columns)]
+    train_idx, test_idx = stratified_split(labels, test_fraction, seed)
+    return _from_arrays("kyoto2013", onehot, labels, train_idx, test_idx, 2, str(Path(root).expanduser()))

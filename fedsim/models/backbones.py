@@ -194,6 +194,41 @@ def mobilenetv2(input_shape: tuple, width: float = 1.0, expansion: int = 6, feat
     return MobileNetV2(input_shape, float(width), expansion, feature_dim)
 
 
+# --------------------------------------------------------------------------- gru
+
+class GRUEncoder(nn.Module):
+    """A GRU (Cho et al. 2014) over a sequence of feature vectors; its last hidden state
+    (of the top layer) is the feature vector: the recurrent part of GRU-SVM (Agarap 2017,
+    "A Neural Network Architecture Combining Gated Recurrent Unit (GRU) and Support Vector
+    Machine (SVM) for Intrusion Detection in Network Traffic Data"), whose output layer is
+    the ``l2svm`` head.
+
+    Input ``[B, T, F]``: ``T`` steps of ``F`` features (the ``kyoto2013`` dataset: 21
+    one-hot binned features of 10 values; ``digits`` / ``fashion_mnist`` with ``view:
+    sequences``: an image's rows). The initial state is zero, as in the authors' code.
+    """
+
+    def __init__(self, input_shape: tuple, hidden: int, layers: int):
+        super().__init__()
+        if len(input_shape) != 2:
+            raise ValueError(f"backbone 'gru' needs sequences (steps, features); got shape {input_shape} "
+                             f"(for digits or fashion_mnist set data.args.view: sequences)")
+        self.gru = nn.GRU(input_shape[1], hidden, num_layers=layers, batch_first=True)
+        self.feature_dim = int(hidden)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        _, last = self.gru(x)
+        return last[-1]
+
+
+@register("backbones", "gru")
+@declare({"hidden": Interval(int, 1, None), "layers": Interval(int, 1, None)})
+def gru(input_shape: tuple, hidden: int = 64, layers: int = 1) -> nn.Module:
+    """GRU over the rows of a sequence (:class:`GRUEncoder`). Defaults: ``hidden`` 64 (the
+    feature size; the paper's cell is 256 for 1.9 million Kyoto records), ``layers`` 1."""
+    return GRUEncoder(input_shape, hidden, layers)
+
+
 # --------------------------------------------------------------------------- mlp, identity
 
 class MLP(nn.Module):
