@@ -155,3 +155,26 @@ def test_async_run_is_deterministic_and_resumes_to_the_same_final_row(tmp_path):
     (c / "checkpoints" / "latest").write_text("round_00018.pt\n")
     run(None, resume=c, progress=False)
     assert _rows(c) == rows
+
+
+@pytest.mark.slow
+@pytest.mark.xdist_group("ray")
+def test_ray_with_one_and_four_peers_per_actor_gives_the_local_metrics(tmp_path):
+    ray = pytest.importorskip("ray")
+    s = _async_scenario(tmp_path)
+    s["network"]["duration_s"] = 3.0
+    _, local = run(s, out=tmp_path / "local", progress=False)
+    started = not ray.is_initialized()
+    if started:
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        for per_actor in (1, 4):
+            s_ray = {**s, "backend": {"name": "ray", "peers_per_actor": per_actor}}
+            _, out = run(s_ray, out=tmp_path / f"ray{per_actor}", progress=False)
+            for x, y in zip(_rows(local), _rows(out), strict=True):
+                # consensus_distance: a float64 sum over groups whose order differs between layouts
+                assert x.pop("consensus_distance") == pytest.approx(y.pop("consensus_distance"), rel=1e-9)
+                assert x == y
+    finally:
+        if started:
+            ray.shutdown()

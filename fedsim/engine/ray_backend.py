@@ -209,6 +209,29 @@ class RayBackend:
                     raise
                 time.sleep(0.5)
 
+    # ------------------------------------------- asynchronous gossip (fedsim.engine.async_engine)
+    def train_async(self, tick: int, peers, draw_keys: dict):
+        """As ``LocalBackend.train_async``: every actor trains its peers among ``peers``;
+        the sent heads come back in ascending id order."""
+        ray = _ray()
+        peers_ref, keys_ref = ray.put(np.asarray(peers, dtype=np.int64)), ray.put(draw_keys)
+        parts = ray.get([a.train.remote(tick, active=peers_ref, draw_keys=keys_ref) for a in self.actors])
+        ids = np.concatenate([np.asarray(i, dtype=np.int64) for i, _ in parts])
+        order = torch.as_tensor(np.argsort(ids, kind="stable"))
+        return ids[order.numpy()], torch.cat([h for _, h in parts])[order]
+
+    def craft_async(self, tick: int, graph, byzantine, last_sent: torch.Tensor) -> dict:
+        """As ``LocalBackend.craft_async``, on the adversary's actor."""
+        active = np.union1d(np.asarray(byzantine, dtype=np.int64), np.asarray(self.world.honest_ids, dtype=np.int64))
+        return _ray().get(self.adversary.craft.remote(tick, graph, (np.arange(self.world.n_peers), last_sent),
+                                                      active=active))
+
+    def merge_async(self, tick: int, peers, received, mask, senders, ages, degrees) -> None:
+        """Every actor merges its rows of what arrived (one object-store copy of each input)."""
+        ray = _ray()
+        refs = [ray.put(x) for x in (np.asarray(peers), received, mask, senders, ages, degrees)]
+        ray.get([a.merge.remote(tick, *refs) for a in self.actors])
+
     def sent_heads(self, sent_refs, ids) -> torch.Tensor:
         """Rows ``ids`` of the heads sent this round (fetched by reference)."""
         sent = _ray().get(list(sent_refs))
