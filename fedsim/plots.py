@@ -36,6 +36,34 @@ def accuracy_plot(rows: list[dict], path: Path, title: str = "") -> None:
     _finish_accuracy_axes(fig, ax, title, path)
 
 
+def time_plots(rows: list[dict], plots: Path, title: str = "") -> list[Path]:
+    """With a simulated network (rows carry ``sim_time_s``): honest peers' accuracy
+    against simulated time (``accuracy_time.png``) and the online peers over time
+    (``online_peers.png``)."""
+    times = [r["sim_time_s"] for r in rows]
+    fig, ax = plt.subplots(figsize=(6, 4), dpi=120)
+    ax.fill_between(times, [r["accuracy_min"] for r in rows], [r["accuracy_max"] for r in rows],
+                    alpha=0.25, label="min-max over honest peers")
+    ax.plot(times, [r["accuracy_mean"] for r in rows], lw=2, label="mean")
+    ax.set_xlabel("simulated time (s)")
+    ax.set_ylabel("test accuracy")
+    _finish_accuracy_axes(fig, ax, title, plots / "accuracy_time.png")
+    fig, ax = plt.subplots(figsize=(6, 3), dpi=120)
+    ax.step(times, [r["online_peers"] for r in rows], where="post", label="online")
+    if "active_peers" in rows[0]:
+        ax.step(times, [r["active_peers"] for r in rows], where="post", label="taking part (sync rounds)")
+    ax.set_xlabel("simulated time (s)")
+    ax.set_ylabel("peers")
+    ax.set_ylim(bottom=0)
+    ax.grid(alpha=0.3)
+    ax.set_title(title)
+    ax.legend(loc="lower right")
+    fig.tight_layout()
+    fig.savefig(plots / "online_peers.png")
+    plt.close(fig)
+    return [plots / "accuracy_time.png", plots / "online_peers.png"]
+
+
 def topology_plot(graph: nx.Graph, byzantine, curious, path: Path, seed: int = 0) -> None:
     """The round-1 graph: honest peers blue, Byzantine red, curious orange."""
     n = graph.number_of_nodes()
@@ -94,6 +122,9 @@ def draw_all(run_dir, world=None, graph=None) -> list[Path]:
     written.append(plots / "accuracy.png")
     topology_plot(graph, byzantine, curious, plots / "topology.png")
     written.append(plots / "topology.png")
+    if rows and all(isinstance(r.get("sim_time_s"), (int, float)) and isinstance(r.get("online_peers"), int)
+                    for r in rows):
+        written += time_plots(rows, plots, str(summary.get("name", run_dir.name)))
     if privacy_pt.exists():
         from fedsim.privacy import reconstructions_plot
         reconstructions_plot(privacy_pt, plots / "reconstructions.png")

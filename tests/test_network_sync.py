@@ -94,3 +94,12 @@ def test_churn_in_rounds_follows_the_clock():
     online = [plan_round(network(round_s=1.0), world.seed, r, COMPLETE, presence).active.tolist()
               for r in (1, 3, 4, 5)]  # times 0, 2, 3, 4
     assert online == [[0, 2, 3, 4], [0, 2, 3, 4], [1, 2, 3, 4], [1, 2, 3, 4]]
+
+
+def test_time_plots_draw_accuracy_against_simulated_time_and_online_peers(tmp_path):
+    from fedsim.plots import time_plots
+    rows = [{"sim_time_s": t, "accuracy_mean": 0.5, "accuracy_min": 0.4, "accuracy_max": 0.6, "online_peers": n}
+            for t, n in ((1.0, 5), (2.0, 3), (3.0, 4))]
+    written = time_plots(rows, tmp_path, "t")
+    assert [p.name for p in written] == ["accuracy_time.png", "online_peers.png"]
+    assert all(p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in written)
