@@ -57,8 +57,10 @@ class PrivacyDefenseSpec(NamedArgs):
 class Partition(_Strict):
     kind: str = Field("dirichlet", description="how training data is split among peers (fedsim list partitions)")
     alpha: float = Field(0.5, gt=0, description="dirichlet concentration: smaller is more non-i.i.d.")
-    classes_per_peer: int = Field(4, ge=1, description="shards, cyclic: classes each peer holds")
+    classes_per_peer: int = Field(4, ge=1, description="shards, cyclic: classes each peer holds; drift: per phase")
     min_samples: int = Field(10, ge=1, description="dirichlet: redraw until every peer has at least this many samples")
+    phases: int = Field(2, ge=1, description="drift: class sets each peer goes through, in turn (cycling)")
+    drift_every: int = Field(10, ge=1, description="drift: rounds each class set lasts")
 
 
 class Data(_Strict):

@@ -145,7 +145,8 @@ def build_world(s: Scenario, schedule: Schedule, keep_images: bool = False, sour
     part = s.data.partition
     part_args = {"dirichlet": {"alpha": part.alpha, "min_samples": part.min_samples},
                  "shards": {"classes_per_peer": part.classes_per_peer},
-                 "cyclic": {"classes_per_peer": part.classes_per_peer}}.get(part.kind, {})
+                 "cyclic": {"classes_per_peer": part.classes_per_peer},
+                 "drift": {"classes_per_peer": part.classes_per_peer, "phases": part.phases}}.get(part.kind, {})
     with _UserErrors(source, "data.partition"):
         groups = partition(part.kind, train_labels_np[private_idx], n, s.seed, **part_args)
     train_groups, test_groups, classes = [], [], []

@@ -31,7 +31,7 @@ def _assert_disjoint_and_complete(parts, n):
 # --------------------------------------------------------------------------- partitioners
 
 def test_partitioners_registered():
-    assert names("partitions") == ["cyclic", "dirichlet", "iid", "label_groups", "shards"]
+    assert names("partitions") == ["cyclic", "dirichlet", "drift", "iid", "label_groups", "shards"]
 
 
 @pytest.mark.parametrize("kind, args", [("iid", {}), ("dirichlet", {"alpha": 0.5, "min_samples": 5}),
@@ -123,7 +123,7 @@ def test_dirichlet_impossible_min_samples_is_a_clear_error():
 
 
 def test_unknown_partition_lists_names():
-    with pytest.raises(KeyError, match="allowed: cyclic, dirichlet, iid, label_groups, shards"):
+    with pytest.raises(KeyError, match="allowed: cyclic, dirichlet, drift, iid, label_groups, shards"):
         partition("zipf", LABELS, 3, seed=0)
 
 

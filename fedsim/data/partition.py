@@ -231,6 +231,59 @@ def label_groups(labels, n_peers: int, seed: int, classes_per_peer: int = 5) -> 
     return _sorted(parts)
 
 
+def drift_classes(peer, phase, n_classes: int, classes_per_peer: int):
+    """The classes peer ``peer`` trains on in phase ``phase`` of the ``drift`` partition:
+    ``(peer + phase * k + j) mod C`` for ``j < k``. Works elementwise on arrays of peers
+    and phases (an extra trailing axis of ``k`` classes)."""
+    k = int(classes_per_peer)
+    return (np.asarray(peer)[..., None] + np.asarray(phase)[..., None] * k + np.arange(k)) % int(n_classes)
+
+
+def drift_phase(round_, drift_every: int, phases: int):
+    """The phase of round ``round_`` (1-based; elementwise on arrays): phases last
+    ``drift_every`` rounds and cycle, ``((round - 1) // drift_every) mod phases``."""
+    return ((np.asarray(round_) - 1) // int(drift_every)) % int(phases)
+
+
+@register("partitions", "drift")
+def drift(labels, n_peers: int, seed: int, classes_per_peer: int = 2, phases: int = 2) -> list[np.ndarray]:
+    """Class sets that drift over time (continual learning across peers): peer ``p``
+    trains in phase ``s`` on the ``k`` classes of :func:`drift_classes`,
+    ``(p + s k + j) mod C``; phases last ``data.partition.drift_every`` rounds and
+    cycle (:func:`drift_phase`), and the engine draws each round's batches from the
+    current phase's classes only (``fedsim.engine.peer_group.batch_positions``).
+
+    A peer holds the samples of every class of its ``phases`` phases (``phases * k <= C``
+    distinct classes); each class's shuffled samples are split evenly among the peers
+    holding it, as in :func:`cyclic` (whose one phase this is). Neighbouring peers' sets
+    overlap, so in every phase each class is trained by some peer when ``n_peers >= C``.
+    Defaults: ``k`` 2, ``phases`` 2.
+    """
+    labels = _as_labels(labels)
+    n_peers = _check_n_peers(n_peers, len(labels))
+    n_classes = int(labels.max()) + 1
+    k, phases = int(classes_per_peer), int(phases)
+    if k < 1 or phases < 1 or k * phases > n_classes:
+        raise ValueError(f"drift: classes_per_peer x phases must be at most the {n_classes} classes "
+                         f"(each phase its own classes); got {k} x {phases}")
+    held = drift_classes(np.arange(n_peers)[:, None], np.arange(phases)[None, :], n_classes, k)
+    holders = [np.flatnonzero((held.reshape(n_peers, -1) == c).any(axis=1)) for c in range(n_classes)]
+    draw = rng.sequence(seed)
+    parts: list[list[np.ndarray]] = [[] for _ in range(n_peers)]
+    for c in range(n_classes):
+        idx = np.flatnonzero(labels == c)
+        if len(idx) == 0:
+            continue
+        if len(holders[c]) == 0:
+            raise ValueError(f"drift: class {c} is held by no peer ({n_peers} peers); raise n_peers, "
+                             f"classes_per_peer or phases")
+        if len(idx) < len(holders[c]):
+            raise ValueError(f"drift: class {c} has {len(idx)} samples for {len(holders[c])} peers")
+        for peer, piece in zip(holders[c], np.array_split(draw.permutation(idx), len(holders[c]))):
+            parts[peer].append(piece)
+    return _sorted(np.concatenate(p) if p else _EMPTY for p in parts)
+
+
 def local_test_split(indices, labels, test_per_class: int, seed) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``(train_idx, test_idx, classes)`` of one peer's samples (Bristle's kappa test set).
 

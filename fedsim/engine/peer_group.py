@@ -31,7 +31,9 @@ def batch_positions(world: World, peer_ids: np.ndarray, round_: int,
                     draw_keys: Optional[np.ndarray] = None) -> torch.Tensor:
     """``[n, local_steps * batch_size]`` positions into ``world.peers.train_rows`` of the
     samples each peer trains on in ``round_`` (uniform with replacement, keyed draws).
-    ``draw_keys [n]``, when given, replaces ``round_`` as the key of each peer's draw."""
+    ``draw_keys [n]``, when given, replaces ``round_`` as the key of each peer's draw.
+    Under the ``drift`` partition a peer draws from its samples of the current phase's
+    classes (``fedsim.data.partition.drift_classes``), all of them if it has none."""
     t = world.scenario.training
     ids = torch.as_tensor(np.asarray(peer_ids, dtype=np.int64))
     counts = world.peers.train_count()[ids]
@@ -46,8 +48,36 @@ def batch_positions(world: World, peer_ids: np.ndarray, round_: int,
             same = draw_keys == key
             u[same] = rng.uniform(world.seed, np.asarray(peer_ids)[same], int(key), "batch", count)
     u = torch.as_tensor(u)
+    order = None
+    if world.scenario.data.partition.kind == "drift":
+        keys = np.full(len(ids), round_, dtype=np.int64) if draw_keys is None else draw_keys
+        order, starts, counts = _phase_samples(world, ids, keys)
     pos = starts[:, None] + torch.floor(u * counts[:, None].double()).long()
-    return torch.minimum(pos, (starts + (counts - 1).clamp(min=0))[:, None])
+    pos = torch.minimum(pos, (starts + (counts - 1).clamp(min=0))[:, None])
+    if order is None or len(order) == 0:
+        return pos
+    return order[pos.clamp(max=len(order) - 1)]  # the clamp only touches peers without samples
+
+
+def _phase_samples(world: World, ids: torch.Tensor, keys: np.ndarray):
+    """Peers ``ids``' samples of the classes of their current drift phase (the phase of
+    ``keys``, each peer's round): ``(order, starts, counts)``, peer ``i`` drawing from
+    ``order[starts[i]:starts[i] + counts[i]]``, positions into ``world.peers.train_rows``."""
+    from fedsim.data.partition import drift_classes, drift_phase
+    part = world.scenario.data.partition
+    counts = world.peers.train_count()[ids]
+    offsets = world.peers.train_offsets[:-1][ids]
+    owner = torch.repeat_interleave(torch.arange(len(ids)), counts)
+    first = torch.cumsum(counts, 0) - counts
+    flat = offsets[owner] + torch.arange(int(counts.sum())) - first[owner]
+    phase = drift_phase(keys, part.drift_every, part.phases)
+    classes = torch.as_tensor(drift_classes(ids.numpy(), phase, world.n_classes, part.classes_per_peer))
+    in_phase = (world.peers.train_labels[flat][:, None] == classes[owner]).any(dim=1)
+    current = torch.zeros(len(ids), dtype=torch.long).index_add_(0, owner, in_phase.long())
+    # A peer without samples of its phase's classes draws from all of its samples.
+    in_phase |= (current == 0)[owner]
+    order = flat[torch.sort(owner * 2 + (~in_phase).long(), stable=True).indices]
+    return order, first, torch.where(current > 0, current, counts)
 
 
 def _gathered_steps(inputs: torch.Tensor, rows: torch.Tensor, shape: tuple) -> list:
