@@ -201,9 +201,14 @@ class TrimmedMean(Defense):
     Notes
     -----
     Fallback: when ``2t >= n``, ``t`` is lowered to ``(n - 1) // 2`` (the median of the
-    candidates, lower/upper middle averaged when ``n`` is even). ``f="auto"`` follows
-    the IOS authors' decentralized trimmed mean, which trims
-    ``graph.byzantine_sizes[node]`` (``ByrdLab/aggregation.py`` ``D_trimmed_mean.run``).
+    candidates, lower/upper middle averaged when ``n`` is even). ``f="auto"`` trims what
+    the IOS authors' decentralized trimmed mean trims, ``graph.byzantine_sizes[node]``
+    (``ByrdLab/aggregation.py`` ``D_trimmed_mean.run``); that rule trims the neighbours
+    only and always keeps the own head, which is :class:`Bridge` with ``b="auto"``. This
+    rule trims the own head with the others (the server-style rule of Yin et al.).
+    Without Byzantine neighbours ``f="auto"`` trims nothing and equals ``mean``; on
+    2-class shards the trimming of honest extremes costs accuracy under attack
+    (docs/reproductions.md, per-peer f).
 
     The batched form (``aggregate_group``) sorts each coordinate's candidates with a
     sorting network and adds the kept values in sorted order: bit for bit the per-peer
