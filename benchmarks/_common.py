@@ -39,3 +39,21 @@ def table(headers: list[str], rows: list[list]) -> str:
     fmt = lambda r: "| " + " | ".join(c.rjust(w) for c, w in zip(r, widths)) + " |"
     sep = "|" + "|".join("-" * (w + 2) for w in widths) + "|"
     return "\n".join([fmt(cells[0]), sep] + [fmt(r) for r in cells[1:]])
+
+
+def write_section(path: Path, begin: str, end: str, section: str, after: str = None) -> None:
+    """Replace the text between the markers ``begin`` and ``end`` of the document at
+    ``path`` with ``section`` (markers kept); the first time, insert the marked section
+    after the line that starts with ``after`` (or after the title line). The rest of the
+    file is kept."""
+    path = Path(path)
+    old = path.read_text()
+    block = f"{begin}\n{section.rstrip()}\n{end}\n"
+    if begin in old and end in old:
+        text = old[:old.index(begin)] + block + old[old.index(end) + len(end):].lstrip("\n")
+    else:
+        start = old.find(after) if after else -1
+        line_end = old.find("\n", max(start, 0))
+        cut = len(old) if line_end < 0 else line_end + 1
+        text = f"{old[:cut]}\n{block}{old[cut:]}"
+    path.write_text(text)
