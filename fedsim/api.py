@@ -13,7 +13,8 @@ Defense            ``aggregate(own, received, ctx)``            ``aggregate_grou
                                                                 ``needs_context`` (False)
 Attack             ``craft(view)``                              ``poisons_data`` + ``poison`` (no change),
                                                                 ``claimed_num_classes`` (the truth),
-                                                                ``evaluation_set`` (none)
+                                                                ``evaluation_set`` (none),
+                                                                ``online_spells`` (the scenario's churn)
 PrivacyDefense     ``apply(delta, rng)``                        ``bytes_per_message`` (dense float32),
                                                                 ``replay`` (one fixed draw), ``describe``
 InversionAttack    ``reconstruct(update, backbone, gen, rng)``  ``prepare(public_images, cache, seed)``
@@ -356,6 +357,12 @@ class Attack(ABC):
         """Test images (from the global test set ``test_images [M, ...]``, ``test_labels
         [M]``) whose classification as a target class measures this attack's success
         (``attack_success_rate`` in the metrics); ``None`` (the default): no such measure."""
+        return None
+
+    def online_spells(self, byzantine_ids: Sequence[int]) -> Optional[dict]:
+        """``{peer: [(start, end), ...]}``: when the Byzantine peers are online, in
+        simulated seconds (``fedsim.network.churn``), for attacks that exploit timing;
+        ``None`` (the default): they follow the scenario's churn."""
         return None
 
     def __repr__(self) -> str:

@@ -131,6 +131,8 @@ class Adversary(_Strict):
     omniscient: bool = Field(False, description="the attack sees every honest update of the round")
     knows_topology: bool = Field(False, description="the attack sees the graph")
     adaptive: bool = Field(False, description="the attack knows the defense in use")
+    fast: bool = Field(False, description="async gossip: Byzantine peers send as often as their links allow "
+                       "(every max(network.tick, bytes / bandwidth) s) instead of once per local training")
     attack: AttackSpec = Field(default_factory=AttackSpec, description="what Byzantine peers send")
 
     @model_validator(mode="after")

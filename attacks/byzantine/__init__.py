@@ -16,6 +16,7 @@ backdoor            attacks/byzantine/backdoor.py
 dissensus           attacks/byzantine/dissensus.py
 bristle_evasion     attacks/byzantine/bristle_evasion.py
 split_noise         attacks/byzantine/split_noise.py
+sybil_churn         attacks/byzantine/sybil_churn.py
 ==================  ==========================================
 
 ``_reference.py`` defines the head an update-based attack measures updates against.

@@ -58,7 +58,7 @@ _MESSAGE_FIELDS = {"arrival": np.float64, "sent_at": np.float64, "sender": np.in
                    "update": np.int64, "block": np.int64, "row": np.int64}
 
 
-def cycle_times(s, byzantine_ids) -> np.ndarray:
+def cycle_times(s) -> np.ndarray:
     """``[N]`` simulated seconds of one update of each peer: ``local_steps`` times its
     compute time per step (``network.compute_per_peer`` or a keyed draw)."""
     net, n = s.network, s.topology.n_peers
@@ -77,7 +77,11 @@ class AsyncGossip:
         self.honest_bytes = exchange.message_bytes(world, None)  # async runs no privacy transform
         self.n_ticks = max(1, math.ceil(self.net.duration_s / self.net.tick - 1e-9))
         self.presence = presence_of(s, world, self.net.duration_s + self.net.tick)
-        self.cycle = cycle_times(s, world.byzantine_ids)
+        self.cycle = cycle_times(s)
+        if s.adversary is not None and s.adversary.fast and world.byzantine_ids:
+            # as often as the link allows: one message's time on the wire, at least a tick
+            wire = self.honest_bytes / self.net.links.bandwidth if self.net.links.bandwidth else 0.0
+            self.cycle[list(world.byzantine_ids)] = max(self.net.tick, wire)
         self.is_byz = np.zeros(self.n, dtype=bool)
         self.is_byz[list(world.byzantine_ids)] = True
         self.tick = 0  # ticks done

@@ -126,6 +126,19 @@ class Presence:
             toggles[ids, :t.shape[1]] = t
         return cls(toggles)
 
+    def with_spells(self, spells: dict, n_peers: int) -> "Presence":
+        """This presence with the rows of the peers in ``spells`` (``{peer: [(start,
+        end), ...]}``, an attack's ``online_spells``) replaced by those spells."""
+        toggles = np.tile(np.array([0.0, np.inf]), (n_peers, 1)) if self.toggles is None else self.toggles
+        given = trace_toggles(spells, n_peers)
+        width = max(toggles.shape[1], given.shape[1])
+        out = np.full((n_peers, width), np.inf)
+        out[:, :toggles.shape[1]] = toggles
+        rows = np.asarray(sorted(spells), dtype=np.int64)
+        out[rows] = np.inf
+        out[rows, :given.shape[1]] = given[rows]
+        return Presence(out)
+
     def _count(self, peers, t) -> np.ndarray:
         peers = np.asarray(peers, dtype=np.int64)
         t = np.broadcast_to(np.asarray(t, dtype=np.float64), peers.shape)

@@ -11,10 +11,14 @@ SYNC_TOTALS = ("messages_sent", "messages_lost", "messages_delivered")
 
 
 def presence_of(s, world, horizon: float) -> Presence:
-    """Every peer's online spells up to ``horizon`` simulated seconds."""
+    """Every peer's online spells up to ``horizon`` simulated seconds; the Byzantine
+    peers' follow the attack's ``online_spells`` where it has them (``sybil_churn``)."""
     churn = s.network.churn
     text = read_trace_text(churn.trace) if churn is not None and churn.trace is not None else None
-    return Presence.of(s, world.byzantine_ids, horizon, text)
+    presence = Presence.of(s, world.byzantine_ids, horizon, text)
+    attack = world.plugins.attack if world.plugins is not None else None
+    spells = attack.online_spells(world.byzantine_ids) if attack is not None and world.byzantine_ids else None
+    return presence if spells is None else presence.with_spells(spells, world.n_peers)
 
 
 class SyncNetwork:
