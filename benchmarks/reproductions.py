@@ -81,8 +81,11 @@ def fmt(stats) -> str:
 
 
 def attack_of(row: dict) -> str:
+    """``none``, the attack's name, or ``sign_flip_neighbourhood`` for the IOS code's form."""
     attack = row["adversary.attack"].split("(")[0]          # results.csv writes name(args)
-    return "none" if json.loads(row["adversary.ids"]) == [] else attack
+    if json.loads(row["adversary.ids"]) == []:
+        return "none"
+    return attack + "_neighbourhood" if "receiver_neighbourhood" in row["adversary.attack"] else attack
 
 
 def balance_acceptance(gamma: float, rounds: int = 30, n_peers: int = 20) -> dict:
@@ -115,14 +118,15 @@ def balance_acceptance(gamma: float, rounds: int = 30, n_peers: int = 20) -> dic
 
 
 def ios_section(rows: list[dict]) -> str:
-    lines = ["| defense | no attack (paper / ours) | Gaussian (paper / ours) | sign flip (paper / ours) |",
-             "|---|---:|---:|---:|"]
+    lines = ["| defense | no attack (paper / ours) | Gaussian (paper / ours) | sign flip, own head "
+             "(paper / ours) | sign flip, IOS code's form (paper / ours) |",
+             "|---|---:|---:|---:|---:|"]
     for name, label in IOS_NAMES.items():
         cells = []
-        for attack in ("none", "gaussian", "sign_flip"):
+        for attack in ("none", "gaussian", "sign_flip", "sign_flip_neighbourhood"):
             ours = [r for r in rows if r["defense.name"] == name and attack_of(r) == attack]
             stats = cell_stats(ours)
-            cells.append(f"{IOS_PAPER[name][attack]:.1f} / {fmt(stats)}")
+            cells.append(f"{IOS_PAPER[name][attack.split('_neighbourhood')[0]]:.1f} / {fmt(stats)}")
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -134,18 +138,36 @@ def dumbbell_section(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+PER_PEER_F_CELLS = [  # (label, defense, args, attacker fraction, Gaussian noise args)
+    ("mean, no attack", "mean", {}, 0.0, {}),
+    ("mean, Gaussian", "mean", {}, 0.25, {}),
+    ("ios f: 1", "ios", {"f": 1}, 0.25, {}),
+    ("ios f: auto", "ios", {"f": "auto"}, 0.25, {}),
+    ("ios f: auto, noise std 100 (= averaging of the honest heads only)", "ios", {"f": "auto"}, 0.25,
+     {"std": 100.0}),
+    ("trimmed_mean f: 1", "trimmed_mean", {"f": 1}, 0.25, {}),
+    ("trimmed_mean f: auto", "trimmed_mean", {"f": "auto"}, 0.25, {}),
+    ("trimmed_mean f: auto, noise std 100 (every Byzantine value trimmed)", "trimmed_mean", {"f": "auto"}, 0.25,
+     {"std": 100.0}),
+    ("trimmed_mean f: auto, no attack (trims nothing)", "trimmed_mean", {"f": "auto"}, 0.0, {}),
+    ("trimmed_mean f: 1, no attack", "trimmed_mean", {"f": 1}, 0.0, {}),
+    ("bridge b: auto (IOS code's trimmed mean: own head kept)", "bridge", {"b": "auto"}, 0.25, {}),
+    ("balance gamma 0.3 (paper)", "balance", {"gamma": 0.3, "total_rounds": 30}, 0.25, {}),
+    ("balance gamma 2.0 (default)", "balance", {"total_rounds": 30}, 0.25, {}),
+]
+
+
+def per_peer_f_stats(rows: list[dict]) -> dict:
+    """``{label: (mean, std, n)}`` of every cell of PER_PEER_F_CELLS."""
+    return {label: cell_stats(rows, **{"defense.name": name, "defense.args": args,
+                                       "adversary.fraction": fraction, "adversary.attack.args": noise})
+            for label, name, args, fraction, noise in PER_PEER_F_CELLS}
+
+
 def per_peer_f_section(rows: list[dict], acceptance: list[dict]) -> str:
-    cells = [("mean, no attack", {"defense.name": "mean", "adversary.fraction": 0.0}),
-             ("mean, Gaussian", {"defense.name": "mean", "adversary.fraction": 0.25}),
-             ("ios f: 1", {"defense.name": "ios", "defense.args": {"f": 1}}),
-             ("ios f: auto", {"defense.name": "ios", "defense.args": {"f": "auto"}}),
-             ("trimmed_mean f: 1", {"defense.name": "trimmed_mean", "defense.args": {"f": 1}}),
-             ("trimmed_mean f: auto", {"defense.name": "trimmed_mean", "defense.args": {"f": "auto"}}),
-             ("balance gamma 0.3 (paper)", {"defense.name": "balance",
-                                            "defense.args": {"gamma": 0.3, "total_rounds": 30}}),
-             ("balance gamma 2.0 (default)", {"defense.name": "balance", "defense.args": {"total_rounds": 30}})]
-    lines = ["| rule (Gaussian attack unless stated) | final accuracy (%) |", "|---|---:|"]
-    lines += [f"| {label} | {fmt(cell_stats(rows, **match))} |" for label, match in cells]
+    stats = per_peer_f_stats(rows)
+    lines = ["| rule (Gaussian attack, std 1, unless stated) | final accuracy (%) |", "|---|---:|"]
+    lines += [f"| {label} | {fmt(value)} |" for label, value in stats.items()]
     lines += ["", "| BALANCE gamma (no attack, seed 0) | honest neighbours accepted | round 1 | round 30 "
               "| accuracy (%) |", "|---:|---:|---:|---:|---:|"]
     lines += [f"| {a['gamma']} | {100 * a['share']:.0f} % | {100 * a['first']:.0f} % | {100 * a['last']:.0f} % "
@@ -235,8 +257,8 @@ PER_PEER_F_INTRO = """## Per-peer f (issue 16)
 
 `scenarios/studies/per_peer_f.yaml`: Fashion-MNIST on the CNN backbone pre-trained on the
 public split, random initial head, 20 peers on a random 6-regular graph, 2-class shards,
-5 Byzantine peers (25 %) sending Gaussian noise (std 1), 30 rounds of 10 SGD steps. One
-seed (the CNN backbone is pre-trained per seed). `f: 1` is one global bound for every
+5 Byzantine peers (25 %) sending Gaussian noise (std 1), 30 rounds of 10 SGD steps,
+seeds 0, 1, 2 (the CNN backbone is pre-trained per seed). `f: 1` is one global bound for every
 peer; `f: auto` is each peer's true number of Byzantine neighbours this round (an oracle
 upper bound, as the IOS and ClippedGossip experiments give every node)."""
 
@@ -308,24 +330,57 @@ x 15 runs would be about 45 CPU minutes)."""
 
 
 def per_peer_f_reading(rows: list[dict], acceptance: list[dict]) -> str:
-    def at(**match):
-        return cell_stats(rows, **match)[0]
-    clean = at(**{"defense.name": "mean", "adversary.fraction": 0.0})
-    ios_auto = at(**{"defense.name": "ios", "defense.args": {"f": "auto"}})
-    tm_auto = at(**{"defense.name": "trimmed_mean", "defense.args": {"f": "auto"}})
+    stats = per_peer_f_stats(rows)
+    labels = [c[0] for c in PER_PEER_F_CELLS]
+    (clean, _, ios_1, ios_auto, oracle, _, tm_auto, tm_clipped, tm_clean, tm_1_clean, bridge,
+     _, _) = (stats[label][0] for label in labels)
+
+    def per_seed(label):
+        name, args, fraction, noise = next(c[1:] for c in PER_PEER_F_CELLS if c[0] == label)
+        return {r["seed"]: 100 * float(r["final_accuracy_mean"]) for r in rows
+                if _same(r["defense.name"], name) and _same(r["defense.args"], args)
+                and _same(r["adversary.fraction"], fraction) and _same(r["adversary.attack.args"], noise)}
+    clean_seeds, ios_seeds = per_seed("mean, no attack"), per_seed("ios f: auto")
+    gap_values = [clean_seeds[s] - ios_seeds[s] for s in sorted(clean_seeds)]
+    gaps = ", ".join(f"{g:.1f}" for g in gap_values)
+    gap_std = statistics.stdev(gap_values) if len(gap_values) > 1 else 0.0
+    identical = per_seed("ios f: auto") == per_seed(labels[4])
+    tm_is_mean = per_seed(labels[8]) == clean_seeds
     paper_gamma, default_gamma = acceptance
-    return f"""With `f: auto`, IOS ends {clean - ios_auto:.1f} points below plain averaging without
-attack (issue 16 asks for at most 3; with the global `f: 1` it lets a peer's second and
-third Byzantine neighbour through). The trimmed mean with `f: auto` ends {clean - tm_auto:.1f}
-points below, outside the 3 points: it removes the Byzantine values, but trimming b values
-per side of every coordinate also removes honest extremes, and on 2-class shards the
-extremes of a class's row come from the one or two neighbours that hold the class (IOS
-removes whole heads, here only the Byzantine ones). This is a cost of the rule on non-iid
-data, not of the bound; issue 16's target is met for IOS and not for the trimmed mean.
-BALANCE at the paper's gamma 0.3 accepts {100 * paper_gamma["share"]:.0f} % of honest heads
-over the run without attack, so under attack its row is local training; at the default
-2.0 it accepts {100 * default_gamma["share"]:.0f} % ({100 * default_gamma["first"]:.0f} % in round 1,
-{100 * default_gamma["last"]:.0f} % in round 30)."""
+    return f"""Issue 16 asks that, with `f: auto`, IOS and the trimmed mean end within 3 points of
+plain averaging without attack.
+
+- *Without attack `f: auto` is 0 at every peer* and the trimmed mean is the mean: both
+  end at {tm_clean:.1f} % against {clean:.1f} %{', identical run for run' if tm_is_mean else ''} (no Byzantine
+  neighbour, nothing trimmed; `tests/test_byzantine_fidelity.py` checks the rule). The gap
+  is under attack only.
+- *IOS* with `f: auto` ends {clean - ios_auto:.1f} ± {gap_std:.1f} points below clean averaging (per
+  seed: {gaps}); with the global `f: 1` it lets a peer's second and third Byzantine
+  neighbour through ({ios_1:.1f} %). Under noise of std 100, which IOS cannot fail to scissor,
+  it ends {'at exactly the same accuracy, run for run' if identical else f'at {oracle:.1f} %'}: IOS removes every Byzantine
+  head, and its result is the averaging of the honest heads alone. What is left of the
+  gap is the 5 Byzantine peers' shards and links, which no rule can recover: on this
+  reference IOS loses {clean - oracle:.1f} points to nothing but the attackers' absence, and 0 to
+  its own choices. Against averaging without attack the 3-point target is
+  {'met' if clean - ios_auto <= 3 else 'missed'} on the mean over seeds ({clean - ios_auto:.1f}); against the
+  averaging of the honest heads (the attainable reference) IOS is at 0.0.
+- *The trimmed mean* with `f: auto` ends {clean - tm_auto:.1f} points below clean averaging and
+  {oracle - tm_auto:.1f} below the honest-only averaging. Its bound is right (it trims exactly each
+  peer's Byzantine count); the cost is the rule's on non-iid data. Trimming one value per
+  side without any attacker already costs {clean - tm_1_clean:.1f} points ({tm_1_clean:.1f} %), and when every
+  Byzantine value is an extreme and is trimmed (noise std 100) the rule still ends at
+  {tm_clipped:.1f} %: per coordinate it also drops the honest extremes, and on 2-class shards
+  the extremes of a class's row come from the one or two neighbours that hold the
+  class (IOS drops whole heads, here only the Byzantine ones). The IOS authors'
+  decentralized trimmed mean (ByrdLab `D_trimmed_mean`: trim the neighbours, always keep
+  the own head; fedsim's `bridge`) does worse, {bridge:.1f} % (by its rule a peer with 3
+  Byzantine neighbours of 6 trims every neighbour and keeps its own head alone). The
+  3-point target is not met by the trimmed mean, and neither form of it in the papers'
+  codes meets it here.
+- BALANCE at the paper's gamma 0.3 accepts {100 * paper_gamma["share"]:.0f} % of honest heads over
+  the run without attack, so under attack its row is local training; at the default
+  2.0 it accepts {100 * default_gamma["share"]:.0f} % ({100 * default_gamma["first"]:.0f} % in round 1,
+  {100 * default_gamma["last"]:.0f} % in round 30)."""
 
 
 def render(sections: dict, results: dict) -> str:
