@@ -6,6 +6,7 @@ default answers (docs/components.md, MobileNetV2 and GRU-SVM sections)::
     python benchmarks/backbone_probe.py digits cnn
     python benchmarks/backbone_probe.py digits mobilenetv2 --args '{"width": 0.5}' --epochs 30
     python benchmarks/backbone_probe.py digits gru --view sequences --seeds 0 1 2
+    python benchmarks/backbone_probe.py fashion_mnist mobilenetv2 --public-fraction 0.02
 
 Prints one line per seed and the mean ± std. Pre-training runs with one thread, as in a run.
 """
@@ -47,13 +48,16 @@ def main() -> None:
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--seeds", type=int, nargs="+", default=[0])
+    p.add_argument("--public-fraction", type=float, default=0.2,
+                   help="training share that pre-trains the backbone (the rest fits the probe)")
     a = p.parse_args()
     pretrain = {"epochs": a.epochs, "lr": a.lr, "batch_size": a.batch_size}
     scores = []
     for seed in a.seeds:
-        accuracy, train_accuracy, seconds = probe(a.dataset, a.backbone, json.loads(a.args), pretrain, seed, a.view)
+        accuracy, train_accuracy, seconds = probe(a.dataset, a.backbone, json.loads(a.args), pretrain, seed, a.view,
+                                                   a.public_fraction)
         scores.append(accuracy)
-        print(f"{a.dataset} {a.backbone} {a.args} {pretrain} seed {seed}: probe test accuracy {accuracy:.4f} "
+        print(f"{a.dataset} {a.backbone} {a.args} {pretrain} public {a.public_fraction} seed {seed}: probe test accuracy {accuracy:.4f} "
               f"(pre-training train accuracy {train_accuracy:.3f}, {seconds:.0f} s)", flush=True)
     print(f"mean ± std over {len(scores)} seed(s): {np.mean(scores):.4f} ± {np.std(scores):.4f}")
 

@@ -39,7 +39,7 @@ def test_identity_flattens(shape):
 
 
 def test_backbones_registered_and_validated():
-    assert names("backbones") == ["cnn", "identity", "mlp", "mobilenetv2"]
+    assert names("backbones") == ["cnn", "gru", "identity", "mlp", "mobilenetv2"]
     with pytest.raises(ValueError, match="image inputs"):
         build_backbone("cnn", (32,))
 
