@@ -162,9 +162,17 @@ class Distribution(_Strict):
     alpha: float = Field(2.0, gt=1, description="pareto: tail index (> 1, so that the mean exists)")
 
 
+class ComputeTime(Distribution):
+    mean: float = Field(1.0, ge=0, description="mean seconds of one local step")
+
+
+class Latency(Distribution):
+    mean: float = Field(0.0, ge=0, description="mean latency of a link (simulated seconds)")
+
+
 class Links(_Strict):
-    latency: Distribution = Field(default_factory=Distribution,
-                                  description="per directed link, drawn once (simulated seconds)")
+    latency: Latency = Field(default_factory=Latency,
+                             description="per directed link, drawn once (simulated seconds)")
     bandwidth: Optional[float] = Field(None, gt=0, description="bytes/s of every link; null = unlimited "
                                        "(transfer time = bytes on the wire / bandwidth + latency)")
     loss: float = Field(0.0, ge=0, le=1, description="probability that a message is lost")
@@ -192,8 +200,8 @@ class Network(_Strict):
     round_s: float = Field(1.0, gt=0, description="sync: simulated seconds per round (the clock of churn)")
     participation: float = Field(1.0, gt=0, le=1, description="sync: share of online peers drawn to take "
                                  "part in each round (client sampling)")
-    compute: Distribution = Field(default_factory=lambda: Distribution(mean=1.0),
-                                  description="async: simulated seconds of one local step, drawn once per peer")
+    compute: ComputeTime = Field(default_factory=ComputeTime,
+                                 description="async: simulated seconds of one local step, drawn once per peer")
     compute_per_peer: Optional[list[float]] = Field(None, description="async: seconds of one local step of "
                                                     "each peer (replaces compute)")
     links: Links = Field(default_factory=Links, description="latency, bandwidth and loss of messages")
