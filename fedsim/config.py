@@ -61,6 +61,8 @@ class Partition(_Strict):
     min_samples: int = Field(10, ge=1, description="dirichlet: redraw until every peer has at least this many samples")
     phases: int = Field(2, ge=1, description="drift: class sets each peer goes through, in turn (cycling)")
     drift_every: int = Field(10, ge=1, description="drift: rounds each class set lasts")
+    stagger: int = Field(1, ge=0, description="drift: class offset between consecutive peers (0: every peer "
+                         "holds the same classes in a phase)")
 
 
 class Data(_Strict):
@@ -217,6 +219,19 @@ class Backend(_Strict):
                                    description="ray: null = start a local instance; auto or ray://host:port = join")
     peers_per_actor: int = Field(16, ge=1, description="ray: peers stacked in each actor")
     num_cpus: Optional[int] = Field(None, ge=1, description="ray: CPUs of a local instance; null = all")
+    device: Literal["cpu", "cuda"] = Field("cpu", description="where heads, features, training, merging and "
+                                           "evaluation run: cpu | cuda (local backend)")
+
+    @model_validator(mode="after")
+    def _device_available(self):
+        if self.device == "cuda":
+            import torch
+            if not torch.cuda.is_available():
+                raise ValueError("device: cuda requested, but torch.cuda.is_available() is false "
+                                 "(no GPU, or a CPU-only torch build); use device: cpu")
+            if self.name != "local":
+                raise ValueError("device: cuda runs with the local backend only")
+        return self
 
 
 class Output(_Strict):
@@ -606,11 +621,11 @@ def check_semantics(s: Scenario, source: str) -> None:
         raise ScenarioError(f"{source}: model.pretrain.classes: must be null or a non-empty list")
     _check_args(source, "data.args", "datasets", s.data.dataset, s.data.args, RunFacts())
     _check_args(source, "model.backbone_args", "backbones", s.model.backbone, s.model.backbone_args, RunFacts())
-    builder = _check_name(source, "topology.kind", "topologies", s.topology.kind)
+    _check_name(source, "topology.kind", "topologies", s.topology.kind)
     _check_args(source, "topology.args", "topologies", s.topology.kind, s.topology.args, RunFacts(n_peers=n))
-    from fedsim.topology import TopologyError
+    from fedsim.topology import TopologyError, build
     try:
-        graph = builder(n, seed=s.seed, **s.topology.args)
+        graph = build(s.topology.kind, n, s.seed, dict(s.topology.args))  # the run reuses it
     except TypeError as exc:
         raise ScenarioError(f"{source}: topology.args: {exc}") from None
     except (TopologyError, ValueError) as exc:

@@ -232,7 +232,7 @@ def adam_step(grad: torch.Tensor, m: torch.Tensor, v: torch.Tensor, step: int, l
     m = m.mul(beta1).add(grad, alpha=1 - beta1)
     v = v.mul(beta2).addcmul(grad, grad, value=1 - beta2)
     if torch.is_tensor(step):  # one step count per leading row, broadcast over the rest
-        step = step.double().view(-1, *([1] * (grad.dim() - 1)))
+        step = step.to(device=m.device, dtype=torch.float64).view(-1, *([1] * (grad.dim() - 1)))
         m_hat = m / (1 - beta1 ** step).to(m.dtype)
         v_hat = v / (1 - beta2 ** step).to(v.dtype)
     else:

@@ -58,3 +58,21 @@ def test_peer_without_samples_of_its_phase_draws_from_all():
     world = dataclasses.replace(world, peers=dataclasses.replace(world.peers, train_labels=labels))
     pos = batch_positions(world, np.array([0]), 1)
     assert torch.all((pos >= a) & (pos < b))
+
+
+def test_stagger_zero_moves_every_peer_together():
+    # stagger 0, k = 5: every peer holds classes 0-4 in phase 0 and 5-9 in phase 1
+    assert drift_classes(np.arange(3), np.array([1, 1, 1]), 10, 5, stagger=0).tolist() == [[5, 6, 7, 8, 9]] * 3
+    labels = np.repeat(np.arange(10), 9)
+    parts = drift(labels, 3, seed=0, classes_per_peer=5, phases=2, stagger=0)
+    assert [len(p) for p in parts] == [30, 30, 30]
+    for idx in parts:
+        assert sorted(set(labels[idx].tolist())) == list(range(10))
+    with pytest.raises(ValueError, match="held by no peer"):
+        drift(labels, 3, seed=0, classes_per_peer=2, phases=2, stagger=0)  # classes 4-9 unheld
+
+
+def test_shipped_drift_scenario_is_valid():
+    from tests.conftest import ROOT
+    s = config.load(ROOT / "scenarios" / "drift_migu.yaml")
+    assert (s.data.partition.kind, s.data.partition.stagger, s.data.partition.classes_per_peer) == ("drift", 0, 5)

@@ -231,12 +231,13 @@ def label_groups(labels, n_peers: int, seed: int, classes_per_peer: int = 5) -> 
     return _sorted(parts)
 
 
-def drift_classes(peer, phase, n_classes: int, classes_per_peer: int):
+def drift_classes(peer, phase, n_classes: int, classes_per_peer: int, stagger: int = 1):
     """The classes peer ``peer`` trains on in phase ``phase`` of the ``drift`` partition:
-    ``(peer + phase * k + j) mod C`` for ``j < k``. Works elementwise on arrays of peers
-    and phases (an extra trailing axis of ``k`` classes)."""
+    ``(stagger * peer + phase * k + j) mod C`` for ``j < k``. Works elementwise on arrays
+    of peers and phases (an extra trailing axis of ``k`` classes)."""
     k = int(classes_per_peer)
-    return (np.asarray(peer)[..., None] + np.asarray(phase)[..., None] * k + np.arange(k)) % int(n_classes)
+    start = int(stagger) * np.asarray(peer)[..., None] + np.asarray(phase)[..., None] * k
+    return (start + np.arange(k)) % int(n_classes)
 
 
 def drift_phase(round_, drift_every: int, phases: int):
@@ -246,18 +247,21 @@ def drift_phase(round_, drift_every: int, phases: int):
 
 
 @register("partitions", "drift")
-def drift(labels, n_peers: int, seed: int, classes_per_peer: int = 2, phases: int = 2) -> list[np.ndarray]:
+def drift(labels, n_peers: int, seed: int, classes_per_peer: int = 2, phases: int = 2,
+          stagger: int = 1) -> list[np.ndarray]:
     """Class sets that drift over time (continual learning across peers): peer ``p``
     trains in phase ``s`` on the ``k`` classes of :func:`drift_classes`,
-    ``(p + s k + j) mod C``; phases last ``data.partition.drift_every`` rounds and
+    ``(stagger p + s k + j) mod C``; phases last ``data.partition.drift_every`` rounds and
     cycle (:func:`drift_phase`), and the engine draws each round's batches from the
     current phase's classes only (``fedsim.engine.peer_group.batch_positions``).
 
     A peer holds the samples of every class of its ``phases`` phases (``phases * k <= C``
     distinct classes); each class's shuffled samples are split evenly among the peers
-    holding it, as in :func:`cyclic` (whose one phase this is). Neighbouring peers' sets
-    overlap, so in every phase each class is trained by some peer when ``n_peers >= C``.
-    Defaults: ``k`` 2, ``phases`` 2.
+    holding it, as in :func:`cyclic` (whose one phase this is, with ``stagger`` 1).
+    ``stagger`` 1: consecutive peers' sets are offset by one class, so in every phase
+    each class is trained by some peer when ``n_peers >= C``; ``stagger`` 0: every peer
+    holds the same classes in a phase, and the whole federation moves on together
+    (class-incremental continual learning). Defaults: ``k`` 2, ``phases`` 2, ``stagger`` 1.
     """
     labels = _as_labels(labels)
     n_peers = _check_n_peers(n_peers, len(labels))
@@ -266,7 +270,9 @@ def drift(labels, n_peers: int, seed: int, classes_per_peer: int = 2, phases: in
     if k < 1 or phases < 1 or k * phases > n_classes:
         raise ValueError(f"drift: classes_per_peer x phases must be at most the {n_classes} classes "
                          f"(each phase its own classes); got {k} x {phases}")
-    held = drift_classes(np.arange(n_peers)[:, None], np.arange(phases)[None, :], n_classes, k)
+    if int(stagger) < 0:
+        raise ValueError(f"drift: stagger must be >= 0; got {stagger}")
+    held = drift_classes(np.arange(n_peers)[:, None], np.arange(phases)[None, :], n_classes, k, stagger)
     holders = [np.flatnonzero((held.reshape(n_peers, -1) == c).any(axis=1)) for c in range(n_classes)]
     draw = rng.sequence(seed)
     parts: list[list[np.ndarray]] = [[] for _ in range(n_peers)]
@@ -276,7 +282,7 @@ def drift(labels, n_peers: int, seed: int, classes_per_peer: int = 2, phases: in
             continue
         if len(holders[c]) == 0:
             raise ValueError(f"drift: class {c} is held by no peer ({n_peers} peers); raise n_peers, "
-                             f"classes_per_peer or phases")
+                             f"classes_per_peer, phases or stagger")
         if len(idx) < len(holders[c]):
             raise ValueError(f"drift: class {c} has {len(idx)} samples for {len(holders[c])} peers")
         for peer, piece in zip(holders[c], np.array_split(draw.permutation(idx), len(holders[c]))):

@@ -145,7 +145,7 @@ class GroupHost:
         return self.group.distances_to(center)
 
     def heads(self):
-        return self.group.ids, self.group.heads
+        return self.group.ids, self.group.heads.cpu()
 
     def state_dict(self) -> dict:
         return self.group.state_dict()

@@ -71,7 +71,8 @@ def _phase_samples(world: World, ids: torch.Tensor, keys: np.ndarray):
     first = torch.cumsum(counts, 0) - counts
     flat = offsets[owner] + torch.arange(int(counts.sum())) - first[owner]
     phase = drift_phase(keys, part.drift_every, part.phases)
-    classes = torch.as_tensor(drift_classes(ids.numpy(), phase, world.n_classes, part.classes_per_peer))
+    classes = torch.as_tensor(drift_classes(ids.numpy(), phase, world.n_classes, part.classes_per_peer,
+                                            part.stagger))
     in_phase = (world.peers.train_labels[flat][:, None] == classes[owner]).any(dim=1)
     current = torch.zeros(len(ids), dtype=torch.long).index_add_(0, owner, in_phase.long())
     # A peer without samples of its phase's classes draws from all of its samples.
@@ -118,7 +119,10 @@ class PeerGroup:
         n = len(self.ids)
         byz = set(world.byzantine_ids)
         self.is_byzantine = torch.tensor([int(i) in byz for i in self.ids], dtype=torch.bool)
-        self.heads = world.init_head.unsqueeze(0).repeat(n, 1, 1).contiguous()
+        # backend.device: heads, optimizer state, the training buffers, merging and
+        # evaluation live there; what leaves the group (sent heads, states, results) is on the CPU.
+        self.device = torch.device(s.backend.device)
+        self.heads = world.init_head.unsqueeze(0).repeat(n, 1, 1).contiguous().to(self.device)
         self.previous = self.heads.clone()
         self.head_fn = plugins.head
         self.defense = plugins.defense
@@ -137,7 +141,7 @@ class PeerGroup:
             for r, peer in enumerate(self.ids):
                 held = world.peers.classes[int(peer)]
                 scale[r, held] = 1.0
-            self.logit_scale = scale
+            self.logit_scale = scale.to(self.device)
         # Bristle's reference (Node.kt updateCW, lines 191-195): training moves every row,
         # but the head a peer sends keeps the pre-training rows of classes it lacks.
         self.held_rows = None
@@ -181,6 +185,7 @@ class PeerGroup:
         else:
             self.previous[rows] = previous
         keys = np.full(len(ids), round_, dtype=np.int64) if draw_keys is None else np.asarray(draw_keys)
+        heads, previous = heads.cpu(), previous.cpu()
         sent = self.outgoing(ids, heads, previous, keys)
         held_rows = self._select(self.held_rows, rows)
         return sent if held_rows is None else torch.where(held_rows, sent, previous)
@@ -188,7 +193,7 @@ class PeerGroup:
     def _inputs(self) -> torch.Tensor:
         """Every feature row with its column of ones, ``[R, D+1]`` (built once)."""
         if self._inputs_cache is None:
-            self._inputs_cache = with_bias_column(self.world.features).contiguous()
+            self._inputs_cache = with_bias_column(self.world.features).contiguous().to(self.device)
         return self._inputs_cache
 
     def _train_chunk(self, sel, pos: torch.Tensor, inputs: torch.Tensor) -> None:
@@ -200,10 +205,11 @@ class PeerGroup:
         has_rows = w.peers.train_rows.numel() > 0
         sample_rows = w.peers.train_rows[step_major] if has_rows else torch.zeros_like(step_major)
         labels = (w.peers.train_labels[step_major] if has_rows else torch.zeros_like(step_major)).view(S, n, B)
+        sample_rows, labels = sample_rows.to(self.device), labels.to(self.device)
         x = _gathered_steps(inputs, sample_rows.view(S, n * B), (n, B))
         heads = self.heads[sel]
         counts = w.peers.train_count()[torch.as_tensor(self.ids[sel])]
-        active = None if bool((counts > 0).all()) else (counts > 0).to(heads.dtype)[:, None, None]
+        active = None if bool((counts > 0).all()) else (counts > 0).to(heads)[:, None, None]
         logit_scale = None if self.logit_scale is None else self.logit_scale[sel]
         for step in range(S):
             logits, grad = self.head_fn.grad(heads, x[step], labels[step], logit_scale, t.z_loss)
@@ -252,7 +258,7 @@ class PeerGroup:
 
     def byzantine_heads(self) -> tuple[list, torch.Tensor, torch.Tensor]:
         rows = torch.nonzero(self.is_byzantine).flatten()
-        return [int(self.ids[r]) for r in rows], self.heads[rows].clone(), self.previous[rows].clone()
+        return [int(self.ids[r]) for r in rows], self.heads[rows].cpu(), self.previous[rows].cpu()
 
     # --------------------------------------------------------------- aggregation
     def aggregate(self, round_: int, sent_all: torch.Tensor, neighbours: np.ndarray,
@@ -308,11 +314,12 @@ class PeerGroup:
         ``ages``: ``(seconds [n, k], updates [n, k])`` of each message, for
         ``PeerContext.ages_s`` / ``ages_updates`` (asynchronous gossip)."""
         own = self.heads[idx]
+        received, merged_mask = received.to(self.device), mask.to(self.device)
         honest_rows = torch.nonzero(~self.is_byzantine[idx]).flatten()
         byz_rows = torch.nonzero(self.is_byzantine[idx]).flatten()
         out = torch.empty_like(own)
         if len(byz_rows):  # Byzantine peers are not defended: they just average.
-            out[byz_rows] = self.fallback.aggregate_group(own[byz_rows], received[byz_rows], mask[byz_rows])
+            out[byz_rows] = self.fallback.aggregate_group(own[byz_rows], received[byz_rows], merged_mask[byz_rows])
         if len(honest_rows):
             ctxs = None
             if self.defense.needs_context:
@@ -320,7 +327,7 @@ class PeerGroup:
                                      None if ages is None else (ages[0][r][mask[r]], ages[1][r][mask[r]]))
                         for r in honest_rows]
             out[honest_rows] = self.defense.aggregate_group(own[honest_rows], received[honest_rows],
-                                                            mask[honest_rows], ctxs)
+                                                            merged_mask[honest_rows], ctxs)
         return out
 
     def context(self, round_: int, row: int, senders: torch.Tensor, mask: torch.Tensor, claimed: torch.Tensor,
@@ -336,11 +343,13 @@ class PeerGroup:
         test_rows, test_labels = w.peers.test_slice(peer)
         train_rows, train_labels = w.peers.train_slice(peer)
         sender_ids = senders[mask]
+        on_device = lambda x: x.to(self.device)
         return PeerContext(
-            peer_id=peer, round=round_, test_features=w.features[test_rows], test_labels=test_labels,
+            peer_id=peer, round=round_, test_features=on_device(w.features[test_rows]),
+            test_labels=on_device(test_labels),
             classes=w.peers.classes[peer], n_classes=w.n_classes,
             rng=rng.generator(w.seed, peer, round_, "defense"), loss=w.scenario.model.head,
-            train_features=w.features[train_rows], train_labels=train_labels,
+            train_features=on_device(w.features[train_rows]), train_labels=on_device(train_labels),
             previous_head=self.previous[row], sender_ids=sender_ids,
             claimed_num_classes=claimed[sender_ids], state=self.defense_state[row],
             byzantine_neighbours=int(is_byz_sender[sender_ids].sum()) if is_byz_sender is not None else 0,
@@ -361,6 +370,8 @@ class PeerGroup:
         classified as ``target``."""
         rows = torch.nonzero(~self.is_byzantine).flatten()
         heads = self.heads[rows]
+        features, labels = features.to(self.device), labels.to(self.device)
+        backdoor = None if backdoor is None else backdoor.to(self.device)
         m, C = features.shape[0], heads.shape[1]
         chunk = max(1, int(_EVAL_CHUNK_BYTES // max(1, m * C * 4)))
         acc, loss, log_z, asr = [], [], [], []
@@ -376,7 +387,7 @@ class PeerGroup:
         byzantine = self.heads[self.is_byzantine]
         byzantine_log_z = [log_partition(head_logits(byzantine[a:a + chunk], features)).double().mean(dim=1)
                            for a in range(0, len(byzantine), chunk)]
-        cat = lambda parts: torch.cat(parts) if parts else torch.zeros(0, dtype=torch.float64)
+        cat = lambda parts: torch.cat(parts).cpu() if parts else torch.zeros(0, dtype=torch.float64)
         out = {"ids": self.ids[rows.numpy()], "accuracy": cat(acc), "loss": cat(loss), "log_z": cat(log_z),
                "byzantine_log_z": cat(byzantine_log_z)}
         if backdoor is not None:
@@ -385,26 +396,26 @@ class PeerGroup:
 
     def honest_sum(self) -> tuple[torch.Tensor, int]:
         rows = ~self.is_byzantine
-        return self.heads[rows].double().sum(dim=0), int(rows.sum())
+        return self.heads[rows].double().sum(dim=0).cpu(), int(rows.sum())
 
     def distances_to(self, center: torch.Tensor) -> torch.Tensor:
         rows = ~self.is_byzantine
-        return F.distances_to(center, self.heads[rows])
+        return F.distances_to(center.to(self.device), self.heads[rows]).cpu()
 
     # ------------------------------------------------------------- checkpoints
     def state_dict(self) -> dict:
-        return {"ids": self.ids.copy(), "heads": self.heads.clone(),
-                "adam_m": None if self.adam_m is None else self.adam_m.clone(),
-                "adam_v": None if self.adam_v is None else self.adam_v.clone(),
+        return {"ids": self.ids.copy(), "heads": self.heads.cpu().clone(),
+                "adam_m": None if self.adam_m is None else self.adam_m.cpu().clone(),
+                "adam_v": None if self.adam_v is None else self.adam_v.cpu().clone(),
                 "adam_steps": self.adam_steps.clone(), "defense_state": self.defense_state}
 
     def load_state_dict(self, state: dict) -> None:
         pos = {int(g): r for r, g in enumerate(state["ids"])}
         rows = torch.as_tensor([pos[int(g)] for g in self.ids])
-        self.heads = state["heads"][rows].clone()
+        self.heads = state["heads"][rows].to(self.device, copy=True)
         if self.adam_m is not None and state.get("adam_m") is not None:
-            self.adam_m = state["adam_m"][rows].clone()
-            self.adam_v = state["adam_v"][rows].clone()
+            self.adam_m = state["adam_m"][rows].to(self.device, copy=True)
+            self.adam_v = state["adam_v"][rows].to(self.device, copy=True)
         steps = state.get("adam_steps", 0)
         # Checkpoints written before step counts were per peer hold one int for all.
         self.adam_steps = (steps[rows].clone() if torch.is_tensor(steps)
