@@ -178,3 +178,34 @@ def test_ray_with_one_and_four_peers_per_actor_gives_the_local_metrics(tmp_path)
     finally:
         if started:
             ray.shutdown()
+
+
+class HeadRecorder(LocalBackend):
+    """The local backend, also keeping each merge's received heads and previous head."""
+
+    def __init__(self, world):
+        super().__init__(world)
+        self.seen = []
+
+    def merge_async(self, tick, peers, received, mask, senders, ages, degrees):
+        for r, peer in enumerate(peers):
+            self.seen.append((int(peer), senders[r][mask[r]].tolist(), received[r][mask[r]].clone(),
+                              self.host.group.previous[int(peer)].clone()))
+        super().merge_async(tick, peers, received, mask, senders, ages, degrees)
+
+
+def test_stateful_rule_keeps_its_history_across_asynchronous_merges():
+    # FoolsGold sums each sender's updates (received - previous head) over the merges.
+    world = gossip_world(2, {"compute_per_peer": [1.0, 1.5], "links": {"latency": {"mean": 0.3}},
+                             "tick": 0.05, "duration_s": 4.6}, local_steps=1)
+    s = world.scenario.to_dict()
+    s["defense"] = {"name": "foolsgold", "args": {}}
+    world.scenario = config.from_dict(s)
+    _, backend = gossip(world, HeadRecorder(world))
+    state = backend.host.group.defense_state
+    for peer, sender in ((0, 1), (1, 0)):
+        merges = [(heads, prev) for p, senders, heads, prev in backend.seen if p == peer]
+        assert len(merges) == (2 if peer == 0 else 3)
+        want = sum((heads[0].double() - prev.double()).flatten() for heads, prev in merges)
+        assert set(state[peer]["foolsgold_history"]) == {sender}
+        torch.testing.assert_close(state[peer]["foolsgold_history"][sender], want)
