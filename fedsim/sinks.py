@@ -10,7 +10,8 @@ mean is ``accuracy_mean`` / ``loss_mean``). The graph columns describe the round
 (the one the Byzantine peers were placed on; with ``topology.resample_every`` later
 rounds use other graphs): ``betweenness`` is networkx's normalised betweenness
 centrality (exact up to 500 peers; above, estimated from 32 sampled sources seeded by
-the scenario seed), ``hops_to_byzantine`` the shortest-path length to the nearest
+the scenario seed; empty above 20,000 peers, where even the estimate takes minutes),
+``hops_to_byzantine`` the shortest-path length to the nearest
 Byzantine peer (empty when there is none or it is unreachable), ``classes`` the classes
 the peer holds, space-separated.
 """
@@ -30,6 +31,9 @@ PEER_COLUMNS = ("round", "peer", "accuracy", "loss", "degree", "betweenness", "b
 # sampled sources (at 10,000 peers of degree 8, 32 sources take a few seconds).
 EXACT_BETWEENNESS_UP_TO = 500
 BETWEENNESS_SOURCES = 32
+# Each sampled source is a pure-Python breadth-first search over the whole graph: 32 of
+# them took 3.5 minutes at 100,000 peers of degree 8. Above this many peers: no column.
+BETWEENNESS_UP_TO = 20000
 
 
 def peer_properties(graph: nx.Graph, byzantine_ids, classes, seed: int = 0) -> dict:
@@ -37,10 +41,11 @@ def peer_properties(graph: nx.Graph, byzantine_ids, classes, seed: int = 0) -> d
     peer (None if none is reachable), held classes as text."""
     n = graph.number_of_nodes()
     k = None if n <= EXACT_BETWEENNESS_UP_TO else BETWEENNESS_SOURCES
-    betweenness = nx.betweenness_centrality(graph, k=k, seed=seed if k else None)
+    betweenness = nx.betweenness_centrality(graph, k=k, seed=seed if k else None) \
+        if n <= BETWEENNESS_UP_TO else {}
     byzantine = set(byzantine_ids)
     hops = nx.multi_source_dijkstra_path_length(graph, byzantine) if byzantine else {}
-    return {p: {"degree": graph.degree(p), "betweenness": betweenness[p],
+    return {p: {"degree": graph.degree(p), "betweenness": betweenness.get(p),
                 "byzantine_neighbours": sum(1 for q in graph.neighbors(p) if q in byzantine),
                 "hops_to_byzantine": hops.get(p),
                 "classes": " ".join(str(int(c)) for c in classes[p])} for p in graph.nodes()}

@@ -7,6 +7,7 @@ every neighbour and receives from every neighbour.
 """
 from __future__ import annotations
 
+import itertools
 import math
 
 import networkx as nx
@@ -171,8 +172,20 @@ def edgelist(n_peers: int, seed: int = 0, *, path: str) -> nx.Graph:
     return graph
 
 
+_last_built: dict = {}
+
+
 def build(kind: str, n_peers: int, seed: int, args: dict) -> nx.Graph:
-    return create("topologies", kind, n_peers, seed=seed, **args)
+    """The graph of builder ``kind``. The last one built is kept and returned again for
+    the same arguments: validation (``fedsim.config``) and the run's schedule both build
+    round 1's graph, which takes seconds from 100,000 peers on. Graphs are not changed
+    after they are built."""
+    key = (kind, n_peers, seed, repr(sorted(args.items())))
+    if key not in _last_built:
+        graph = create("topologies", kind, n_peers, seed=seed, **args)
+        _last_built.clear()
+        _last_built[key] = graph
+    return _last_built[key]
 
 
 class Schedule:
@@ -198,13 +211,21 @@ class Schedule:
 def neighbour_matrix(graph: nx.Graph, n_peers: int) -> tuple[np.ndarray, np.ndarray]:
     """``(ids [n, k_max] padded with -1, degree [n])``; each row sorted ascending, so the
     order in which a peer receives is the same on every backend."""
-    degree = np.array([graph.degree(i) for i in range(n_peers)], dtype=np.int64)
-    k_max = int(degree.max()) if n_peers else 0
-    ids = np.full((n_peers, max(k_max, 1)), -1, dtype=np.int64)
-    for i in range(n_peers):
-        nbrs = sorted(graph.adj[i])
-        ids[i, :len(nbrs)] = nbrs
+    adjacency = [list(graph.adj[i]) for i in range(n_peers)]
+    degree = np.array([len(a) for a in adjacency], dtype=np.int64)
+    k_max = max(int(degree.max()) if n_peers else 0, 1)
+    ids = np.full((n_peers, k_max), n_peers, dtype=np.int64)   # n_peers sorts after every id
+    flat = np.fromiter(itertools.chain.from_iterable(adjacency), dtype=np.int64, count=int(degree.sum()))
+    ids[np.repeat(np.arange(n_peers), degree), _positions(degree)] = flat
+    ids.sort(axis=1)
+    ids[ids == n_peers] = -1
     return ids, degree
+
+
+def _positions(lengths: np.ndarray) -> np.ndarray:
+    """``0 .. lengths[i] - 1`` for every ``i``, concatenated."""
+    starts = np.cumsum(lengths) - lengths
+    return np.arange(int(lengths.sum())) - np.repeat(starts, lengths)
 
 
 def honest_components(graph: nx.Graph, honest_ids) -> int:
