@@ -168,12 +168,17 @@ def _run(s, run_dir: RunDir, resuming: bool, checkpoint, progress, build_world, 
 
     backend = make_backend(world)
     privacy = None
-    if s.privacy is not None:
+    asynchronous = s.network is not None and s.network.mode == "async"
+    if s.privacy is not None and not asynchronous:
         from fedsim.privacy import PrivacyRecorder
         privacy = PrivacyRecorder(world)
+    elif s.privacy is not None:
+        text = "privacy: in async mode only the sender-side transform applies; curious peers do not reconstruct"
+        warnings.append(text)
+        log.warning("warning: %s", text)
     totals = {"bytes_sent": 0, "messages_dropped": 0, "messages_nonfinite": 0}
     network = gossip = None
-    if s.network is not None and s.network.mode == "async":
+    if asynchronous:
         from fedsim.engine.async_engine import AsyncGossip
         gossip = AsyncGossip(s, world, backend, schedule)
     elif s.network is not None:

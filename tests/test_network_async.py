@@ -10,7 +10,7 @@ import torch
 from fedsim import config
 from fedsim.engine.async_engine import AsyncGossip
 from fedsim.engine.local import LocalBackend
-from fedsim.network.churn import Presence, trace_toggles
+from fedsim.plugins import Plugins
 from fedsim.runner import run
 from fedsim.topology import Schedule
 from tests.conftest import tiny_scenario
@@ -209,3 +209,17 @@ def test_stateful_rule_keeps_its_history_across_asynchronous_merges():
         want = sum((heads[0].double() - prev.double()).flatten() for heads, prev in merges)
         assert set(state[peer]["foolsgold_history"]) == {sender}
         torch.testing.assert_close(state[peer]["foolsgold_history"][sender], want)
+
+
+@pytest.mark.parametrize("transform,size", [("none", 60), ("topk", 24)])
+def test_sender_side_compression_shortens_the_transfer(transform, size):
+    # 3 x 5 float32 head = 60 bytes; topk keeps 3 of its 15 values at 8 bytes each = 24 bytes.
+    world = gossip_world(2, {"compute_per_peer": [1.0, 10.0], "links": {"bandwidth": 100.0},
+                             "tick": 0.05, "duration_s": 1.05}, local_steps=1)
+    s = world.scenario.to_dict()
+    s["privacy"] = {"curious": [1], "defense": {"name": transform, "args": {"k": 3} if transform == "topk" else {}}}
+    world.scenario = config.from_dict(s)
+    world.plugins = Plugins.build(world.scenario)
+    engine, _ = gossip(world)
+    assert engine.totals["bytes_on_wire"] == size
+    assert engine.pending["arrival"].tolist() == [pytest.approx(1.0 + size / 100.0)]

@@ -5,7 +5,7 @@ import pytest
 
 from fedsim import config
 from fedsim.cli import main
-from fedsim.network.churn import Presence, TraceError, exponential_toggles, read_trace, trace_toggles
+from fedsim.network.churn import Presence, exponential_toggles, read_trace, trace_toggles
 from fedsim.network.draws import draw
 from fedsim.runner import changed_keys
 

@@ -74,7 +74,8 @@ class AsyncGossip:
     def __init__(self, s, world, backend, schedule):
         self.s, self.net, self.world, self.backend, self.schedule = s, s.network, world, backend, schedule
         self.n = world.n_peers
-        self.honest_bytes = exchange.message_bytes(world, None)  # async runs no privacy transform
+        # one honest message: the head, or what a sender-side compression reduces it to
+        self.honest_bytes = exchange.message_bytes(world, world.plugins.privacy if world.plugins else None)
         self.n_ticks = max(1, math.ceil(self.net.duration_s / self.net.tick - 1e-9))
         self.presence = presence_of(s, world, self.net.duration_s + self.net.tick)
         self.cycle = cycle_times(s)

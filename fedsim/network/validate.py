@@ -26,9 +26,6 @@ def problems(s) -> list[tuple[str, str]]:
             found.append(("network.compute_per_peer", "every time must be > 0"))
     elif net.mode == "async" and net.compute.mean <= 0:
         found.append(("network.compute.mean", "must be > 0 in async mode (a step takes time)"))
-    if net.mode == "async" and s.privacy is not None:
-        found.append(("network.mode", "async mode does not run gradient inversion (privacy: reconstructs "
-                      "at synchronous rounds); use mode: sync or remove privacy"))
     if net.mode == "async" and net.eval_every_s < net.tick:
         found.append(("network.eval_every_s", f"must be >= network.tick ({net.tick:g})"))
     churn = net.churn
