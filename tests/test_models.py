@@ -91,6 +91,9 @@ def test_mobilenetv2_width_scales_channels_and_strides_adapt():
     assert final_size(full.eval(), (1, 28, 28)) == (4, 4)
     assert final_size(build_backbone("mobilenetv2", (1, 8, 8)).eval(), (1, 8, 8)) == (2, 2)
     assert final_size(build_backbone("mobilenetv2", (1, 3, 3)).eval(), (1, 3, 3)) == (2, 2)
+    # min_size 8: 28 -> 14 -> 7 (7 <= 8: the third stride-2 stage keeps stride 1); 8x8 is never reduced
+    assert final_size(build_backbone("mobilenetv2", (1, 28, 28), min_size=8).eval(), (1, 28, 28)) == (7, 7)
+    assert final_size(build_backbone("mobilenetv2", (1, 8, 8), min_size=8).eval(), (1, 8, 8)) == (8, 8)
 
 
 def _toy_images(n=120, seed=0):

@@ -160,11 +160,12 @@ class MobileNetV2(nn.Module):
     to ``feature_dim`` channels, global average pooling. Every channel count except
     ``feature_dim`` is ``make_divisible(c * width, 8)``; ``feature_dim`` is not scaled, so
     that it is the feature size asked for (the paper likewise keeps its last conv at
-    1280 for widths below 1). A stride-2 stage keeps stride 1 once the map is 2 pixels
-    or smaller, so the spatial size never drops below 2 (8x8 -> 2x2, 28x28 -> 4x4).
+    1280 for widths below 1). A stride-2 stage keeps stride 1 once the map is
+    ``min_size`` pixels or smaller, so the spatial size never drops below ``min_size``
+    (2: 8x8 -> 2x2, 28x28 -> 4x4; 8: 8x8 stays 8x8, 28x28 -> 7x7).
     """
 
-    def __init__(self, input_shape: tuple, width: float, expansion: int, feature_dim: int):
+    def __init__(self, input_shape: tuple, width: float, expansion: int, feature_dim: int, min_size: int = 2):
         super().__init__()
         in_channels, height, width_px = _image_shape("mobilenetv2", input_shape)
         size = min(height, width_px)
@@ -173,7 +174,7 @@ class MobileNetV2(nn.Module):
         for t, c, n, s in MOBILENETV2_STAGES:
             out_channels = make_divisible(c * width)
             for i in range(n):
-                stride = s if i == 0 and size > 2 else 1
+                stride = s if i == 0 and size > min_size else 1
                 layers.append(InvertedResidual(channels, out_channels, stride, expansion if t is None else t))
                 size = math.ceil(size / stride)
                 channels = out_channels
@@ -187,11 +188,12 @@ class MobileNetV2(nn.Module):
 
 @register("backbones", "mobilenetv2")
 @declare({"width": Interval(float, 0, None, closed="neither"), "expansion": Interval(int, 1, None),
-          "feature_dim": Interval(int, 1, None)})
-def mobilenetv2(input_shape: tuple, width: float = 1.0, expansion: int = 6, feature_dim: int = 64) -> nn.Module:
+          "feature_dim": Interval(int, 1, None), "min_size": Interval(int, 1, None)})
+def mobilenetv2(input_shape: tuple, width: float = 1.0, expansion: int = 6, feature_dim: int = 64,
+                min_size: int = 2) -> nn.Module:
     """Reduced MobileNetV2 (:class:`MobileNetV2`). Defaults: ``width`` 1.0, ``expansion`` 6
-    (the paper's), ``feature_dim`` 64."""
-    return MobileNetV2(input_shape, float(width), expansion, feature_dim)
+    (the paper's), ``feature_dim`` 64, ``min_size`` 2."""
+    return MobileNetV2(input_shape, float(width), expansion, feature_dim, min_size)
 
 
 # --------------------------------------------------------------------------- gru
