@@ -159,10 +159,14 @@ def test_async_run_is_deterministic_and_resumes_to_the_same_final_row(tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.xdist_group("ray")
-def test_ray_with_one_and_four_peers_per_actor_gives_the_local_metrics(tmp_path):
+@pytest.mark.parametrize("mode", ["async", "sync"])
+def test_ray_with_one_and_four_peers_per_actor_gives_the_local_metrics(tmp_path, mode):
     ray = pytest.importorskip("ray")
     s = _async_scenario(tmp_path)
     s["network"]["duration_s"] = 3.0
+    if mode == "sync":  # participation, loss and churn in rounds
+        s["network"] = {"mode": "sync", "participation": 0.6, "links": {"loss": 0.3},
+                        "churn": {"up_mean": 3.0, "down_mean": 1.0}}
     _, local = run(s, out=tmp_path / "local", progress=False)
     started = not ray.is_initialized()
     if started:
@@ -171,6 +175,7 @@ def test_ray_with_one_and_four_peers_per_actor_gives_the_local_metrics(tmp_path)
         for per_actor in (1, 4):
             s_ray = {**s, "backend": {"name": "ray", "peers_per_actor": per_actor}}
             _, out = run(s_ray, out=tmp_path / f"ray{per_actor}", progress=False)
+            assert _rows(out)[-1]["messages_lost"] > 0
             for x, y in zip(_rows(local), _rows(out), strict=True):
                 # consensus_distance: a float64 sum over groups whose order differs between layouts
                 assert x.pop("consensus_distance") == pytest.approx(y.pop("consensus_distance"), rel=1e-9)
