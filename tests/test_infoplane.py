@@ -2,6 +2,7 @@
 information is known by hand, and `fedsim infoplane` on a run that saved its heads."""
 import json
 import math
+import shutil
 
 import numpy as np
 import pytest
@@ -162,3 +163,24 @@ def test_save_heads_zero_writes_nothing(tmp_path):
     from fedsim.runner import run
     run(tiny_scenario(rounds=1), out=tmp_path / "r", progress=False)
     assert not (tmp_path / "r" / "heads").exists()
+
+
+def test_a_planted_pickle_in_heads_never_runs(tmp_path, saved_run, capsys):
+    from tests.test_payloads import plant
+    bad = tmp_path / "planted"
+    shutil.copytree(saved_run, bad)
+    marker = tmp_path / "marker"
+    plant(bad / "heads" / "round_00001.pt", marker, "zip")
+    assert main(["infoplane", str(bad), "--no-plot"]) == 2
+    assert not marker.exists()
+    err = capsys.readouterr().err
+    assert err.startswith("error:") and "round_00001.pt" in err and err.count("\n") == 1
+
+
+def test_save_heads_must_be_a_count(tmp_path, capsys):
+    import yaml
+    path = tmp_path / "s.yaml"
+    path.write_text(yaml.safe_dump(tiny_scenario()))
+    assert main(["validate", str(path), "--set", "output.save_heads=-1"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error:") and "output.save_heads" in err
