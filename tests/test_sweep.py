@@ -334,6 +334,9 @@ def _schema_paths(model, prefix=""):
                 yield from _schema_paths(arg, f"{prefix}{key}.")
 
 
+OPTIONAL_SECTIONS = ("adversary", "privacy", "network")  # absent by default
+
+
 @pytest.mark.parametrize("full", [False, True])
 def test_init_prints_every_key_with_its_default_and_a_comment(tmp_path, capsys, full):
     from fedsim.config import Scenario
@@ -344,7 +347,7 @@ def test_init_prints_every_key_with_its_default_and_a_comment(tmp_path, capsys, 
     assert main(["validate", str(path)]) == 0
     data = yaml.safe_load(text)
     for dotted in _schema_paths(Scenario):
-        if not full and dotted.split(".")[0] in ("adversary", "privacy"):
+        if not full and dotted.split(".")[0] in OPTIONAL_SECTIONS:
             assert f"# {dotted.split('.')[0]}: ..." in text  # optional sections: named, keys with --full
             continue
         node = data
@@ -352,8 +355,8 @@ def test_init_prints_every_key_with_its_default_and_a_comment(tmp_path, capsys, 
             assert part in node, dotted
             node = node[part]
     defaults = Scenario().to_dict()
-    assert {k: v for k, v in data.items() if k not in ("adversary", "privacy")} == \
-        {k: v for k, v in defaults.items() if k not in ("adversary", "privacy")}
+    assert {k: v for k, v in data.items() if k not in OPTIONAL_SECTIONS} == \
+        {k: v for k, v in defaults.items() if k not in OPTIONAL_SECTIONS}
     key_lines = [l for l in text.splitlines() if l.strip() and not l.lstrip().startswith("#")]
     assert all("  # " in l and l.split("  # ", 1)[1].strip() for l in key_lines)
 
