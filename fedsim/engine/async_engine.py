@@ -183,7 +183,7 @@ class AsyncGossip:
         if len(byz):
             crafted = self.backend.craft_async(T, self.schedule.graph(T), byz, self.last_sent)
             extra, count = [], len(peers)
-            index = {(int(s), int(r)): i for i, (s, r) in enumerate(zip(senders, receivers)) if self.is_byz[s]}
+            index = {(int(senders[i]), int(receivers[i])): int(i) for i in np.flatnonzero(self.is_byz[senders])}
             C, P = self.world.init_head.shape
             for pair in sorted(crafted):
                 obj, i = crafted[pair], index.get(pair)
