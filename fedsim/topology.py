@@ -211,11 +211,12 @@ class Schedule:
 def neighbour_matrix(graph: nx.Graph, n_peers: int) -> tuple[np.ndarray, np.ndarray]:
     """``(ids [n, k_max] padded with -1, degree [n])``; each row sorted ascending, so the
     order in which a peer receives is the same on every backend."""
-    adjacency = [list(graph.adj[i]) for i in range(n_peers)]
-    degree = np.array([len(a) for a in adjacency], dtype=np.int64)
+    adjacency = graph.adj
+    degree = np.fromiter((len(adjacency[i]) for i in range(n_peers)), dtype=np.int64, count=n_peers)
     k_max = max(int(degree.max()) if n_peers else 0, 1)
     ids = np.full((n_peers, k_max), n_peers, dtype=np.int64)   # n_peers sorts after every id
-    flat = np.fromiter(itertools.chain.from_iterable(adjacency), dtype=np.int64, count=int(degree.sum()))
+    flat = np.fromiter(itertools.chain.from_iterable(adjacency[i] for i in range(n_peers)), dtype=np.int64,
+                       count=int(degree.sum()))
     ids[np.repeat(np.arange(n_peers), degree), _positions(degree)] = flat
     ids.sort(axis=1)
     ids[ids == n_peers] = -1

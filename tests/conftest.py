@@ -37,15 +37,15 @@ def tiny_scenario(**overrides) -> dict:
     return scenario
 
 
-def two_node_cluster():
-    """A ``ray.cluster_utils.Cluster`` of two one-CPU nodes, both registered.
+def two_node_cluster(cpus_per_node: int = 1):
+    """A ``ray.cluster_utils.Cluster`` of two nodes of ``cpus_per_node`` CPUs, both registered.
 
     On a loaded 2-core machine a raylet can miss Ray's default health checks (about 15 s)
     and be declared dead mid-test, leaving one node; the checks here allow 3 minutes.
     """
     from ray.cluster_utils import Cluster
     config = {"health_check_failure_threshold": 60, "health_check_period_ms": 3000}
-    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "_system_config": config})
-    cluster.add_node(num_cpus=1)
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": cpus_per_node, "_system_config": config})
+    cluster.add_node(num_cpus=cpus_per_node)
     cluster.wait_for_nodes()
     return cluster
