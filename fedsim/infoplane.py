@@ -12,14 +12,16 @@ its activation range, the binned vectors are the values of a discrete ``T``, and
 
 in bits, every probability the empirical frequency over the samples.
 
-Where the paper is silent the authors' code decides (github.com/ravidziv/IDNNs,
-``idnns/information/information_process.py``): the bin edges are
-``np.linspace(low, high, n_bins)`` (``get_information``, l. ~107: 30 edges over tanh's
-``[-1, 1]``; here the softmax's ``[0, 1]``), a value's bin is ``np.digitize(v, edges) - 1``
-(``processInputIter``, l. ~60; the top edge ``high`` itself is the last index), ``X``'s
-values are the distinct input rows (``get_information``: ``np.unique`` over ``x``'s rows)
-and ``H(T|X)``, ``H(T|Y)`` are averages of the entropies within each group
-(``calc_condtion_entropy``), all in ``log2``.
+Where the paper is silent the authors' code decides (github.com/ravidziv/IDNNs at commit
+e53f054, ``idnns/information/information_process.py``): the bin edges are
+``np.linspace(low, high, n_bins)`` (``get_information``, line 183: ``n_bins`` edges over
+tanh's ``[-1, 1]``, default 30 in ``idnns/networks/network_paramters.py`` line 83; here the
+softmax's ``[0, 1]``), a value's bin is ``np.digitize(v, edges) - 1``
+(``calc_information_for_layer``, line 20; the top edge ``high`` itself is the last index),
+``X``'s values are the distinct input rows (``extract_probs``, line 162: ``np.unique`` over
+``x``'s rows) and ``H(T|X)``, ``H(T|Y)`` are averages of the entropies within each group
+(``idnns/information/mutual_information_calculation.py``, ``calc_condtion_entropy`` line 22
+and ``calc_information_from_mat`` line 31), all in ``log2``.
 """
 from __future__ import annotations
 
