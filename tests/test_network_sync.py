@@ -1,14 +1,19 @@
 """Synchronous rounds on the simulated network (``network.mode: sync``): participation,
 message loss and churn, checked against what each peer must do by hand."""
+import json
+
 import networkx as nx
 import numpy as np
+import pytest
 import torch
 
 from fedsim import config, rng
 from fedsim.engine.local import LocalBackend
 from fedsim.network.churn import Presence, trace_toggles
 from fedsim.network.sync import compact, participants, plan_round
+from fedsim.runner import run
 from fedsim.topology import neighbour_matrix
+from tests.conftest import tiny_scenario
 from tests.test_peer_group import group_of, make_world
 
 N = 5
@@ -103,3 +108,20 @@ def test_time_plots_draw_accuracy_against_simulated_time_and_online_peers(tmp_pa
     written = time_plots(rows, tmp_path, "t")
     assert [p.name for p in written] == ["accuracy_time.png", "online_peers.png"]
     assert all(p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in written)
+
+
+@pytest.mark.slow
+def test_a_default_sync_network_changes_no_number(tmp_path):
+    # network: {} is sync mode with every peer online, taking part, and every message arriving
+    plain = tiny_scenario(**{"adversary": {"count": 2, "attack": {"name": "sign_flip"}},
+                             "defense": {"name": "trimmed_mean", "args": {"f": 1}}})
+    _, a = run(plain, out=tmp_path / "a", progress=False)
+    _, b = run({**plain, "network": {}}, out=tmp_path / "b", progress=False)
+    rows = [[json.loads(line) for line in (d / "metrics.jsonl").read_text().splitlines()] for d in (a, b)]
+    for x, y in zip(*rows, strict=True):
+        added = set(y) - set(x)
+        assert added == {"sim_time_s", "online_peers", "active_peers", "messages_sent", "messages_lost",
+                         "messages_delivered"}
+        assert y["messages_lost"] == 0 and y["active_peers"] == 8
+        assert {k: v for k, v in x.items() if k != "wall_time_s"} == \
+            {k: v for k, v in y.items() if k in x and k != "wall_time_s"}
