@@ -124,7 +124,12 @@ class AdaptiveQuantization(PrivacyDefense):
 
     Notes
     -----
-    Xu et al. measure a layer's distortion at the network's *output*; a sender-side
+    The allocation follows the authors' code (github.com/Akimoto-Cris/RD_PRUNE at
+    commit 5bf7b7e, ``tools/algo.py``: ``dp_pruning``, line 205, a dynamic programme over
+    the surviving-weight budget with each layer's rate-distortion curve sampled at discrete
+    pruning amounts; ``get_mask``, line 77, magnitude pruning inside a layer); here the
+    budget is in bits and a row's options are its bit widths. Xu et al. measure a layer's
+    distortion at the network's *output* (on calibration data); a sender-side
     transform sees only the update, so the distortion here is the update's squared
     error (the head is linear: with whitened features the two are equal). Under that
     squared error, spreading a *sparsity* budget across rows reproduces global top-k
