@@ -117,3 +117,16 @@ def test_distributions_have_the_configured_mean(kind, extra):
         assert values.min() >= 2.0 * 2 / 3 and values.min() < 2.0 * 2 / 3 * 1.001
     if kind == "lognormal":  # log-space standard deviation is sigma
         assert abs(np.log(values).std() - 0.8) < 0.01
+
+
+def test_attackers_follow_their_own_churn():
+    s = config.from_dict({"topology": {"kind": "ring", "n_peers": 6}, "adversary": {"ids": [4, 5]},
+                          "network": {"churn": {"up_mean": 1000.0, "down_mean": 1.0,
+                                                "attackers": {"join_at": 10.0, "up_mean": 2.0}}}})
+    presence = Presence.of(s, [4, 5], horizon=50.0)
+    assert presence.online(range(6), 5.0).tolist() == [True] * 4 + [False, False]  # attackers join late
+    assert presence.online([4, 5], 10.0).all()
+    spells = presence.toggles[4:]
+    assert (spells[:, 0] == 10.0).all() and np.isfinite(spells[:, 2]).all()  # they leave and rejoin
+    honest = Presence.of(s.model_copy(update={"adversary": None}), [], horizon=50.0)
+    np.testing.assert_array_equal(presence.toggles[:4, :2], honest.toggles[:4, :2])  # keyed per peer

@@ -34,7 +34,7 @@ def exponential_toggles(seed: int, peers, join_at: float, up_mean: Optional[floa
     """``[len(peers), M]`` toggle times of the exponential on/off process, drawn until
     every peer's last toggle lies beyond ``horizon`` (padded with +inf)."""
     peers = np.asarray(peers, dtype=np.int64)
-    if up_mean is None:
+    if up_mean is None or len(peers) == 0:
         return np.tile(np.array([join_at, np.inf]), (len(peers), 1))
     columns, now, k = [], np.full(len(peers), float(join_at)), 0
     while True:
@@ -43,7 +43,7 @@ def exponential_toggles(seed: int, peers, join_at: float, up_mean: Optional[floa
         columns += [now.copy(), now + up]
         now = now + up + down
         k += 1
-        if len(peers) == 0 or bool((columns[-1] > horizon).all()):
+        if bool((columns[-1] > horizon).all()):
             break
     starts, ends = np.stack(columns[0::2], axis=1), np.stack(columns[1::2], axis=1)
     late = starts > horizon  # spells that start beyond the horizon are never needed
