@@ -63,8 +63,9 @@ def plan_round(network, seed: int, round_: int, neighbours: np.ndarray, presence
     receivers = np.broadcast_to(np.arange(n)[:, None], neighbours.shape)
     sent = real & taking_part[senders]
     arrives = sent & taking_part[receivers]
-    dropped = lost(network.links.loss, seed, senders[arrives], receivers[arrives], n, round_)
-    arrives[np.nonzero(arrives)[0][dropped], np.nonzero(arrives)[1][dropped]] = False
+    rows, slots = np.nonzero(arrives)
+    dropped = lost(network.links.loss, seed, senders[rows, slots], receivers[rows, slots], n, round_)
+    arrives[rows[dropped], slots[dropped]] = False
     counts = {"online_peers": int(len(online)), "active_peers": int(len(active)),
               "messages_sent": int(sent.sum()), "messages_lost": int(sent.sum() - arrives.sum())}
     return RoundPlan(round_, t, active, compact(neighbours, arrives), real.sum(axis=1), counts)
