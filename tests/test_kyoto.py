@@ -80,7 +80,7 @@ def test_dataset_is_the_one_hot_sequence_of_the_bins(tmp_path):
     ("\t".join(record(label="3")), "20131101.txt:2: not a Kyoto 2013 record"),
     ("\t".join(record(duration="fast")), "20131101.txt:2: not a Kyoto 2013 record"),
     ("\t".join(record(start="noon")), "20131101.txt:2: not a Kyoto 2013 record"),
-])
+], ids=["23 fields", "label 3", "duration not a number", "start time not hh:mm:ss"])
 def test_malformed_record_names_file_and_line(tmp_path, line, message):
     root = tmp_path / "kyoto"
     root.mkdir()
