@@ -32,6 +32,7 @@ from bristle_reproduction import communication, mean_std  # noqa: E402
 ROOT = Path(__file__).resolve().parent.parent
 STUDY = ROOT / "scenarios" / "studies" / "compression.yaml"
 BEGIN, END = "<!-- compression: written by benchmarks/compression.py -->", "<!-- end compression -->"
+FIGURE = ROOT / "docs" / "figures" / "compression_curve"   # .png and .pdf
 SECTION = "## Layer-adaptive sparsity and mixed-precision quantization of the update"
 WITHIN = 0.01   # "no loss": final accuracy within one point of dense float32
 
@@ -115,6 +116,26 @@ def document(cells: list[dict], base: dict, command: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+def figure(cells: list[dict], base: dict) -> None:
+    """Final accuracy minus dense (same seed, points) against bytes per message, a line per
+    rule, the dense head as a single point."""
+    from fedsim.plots import tradeoff_plot
+    dense = next(c for c in cells if c["name"] == "none")
+    by_seed = dict(zip(dense["seeds"], dense["accuracy"]))
+    series = []
+    for name in ("none", "topk", "quantize", "adaptive_quantize"):
+        mine = sorted((c for c in cells if c["name"] == name), key=lambda c: c["bytes"])
+        paired = [[100 * (a - by_seed[s]) for s, a in zip(c["seeds"], c["accuracy"])] for c in mine]
+        series.append((name if name != "none" else "dense float32", [c["bytes"] for c in mine],
+                       [statistics.fmean(p) for p in paired], [mean_std(p)[1] for p in paired]))
+    FIGURE.parent.mkdir(exist_ok=True)
+    tradeoff_plot(series, FIGURE, "Accuracy against communication (quickstart setting)",
+                  f"scenarios/studies/compression.yaml, {len(dense['seeds'])} seeds, {base['rounds']} rounds; "
+                  "points: mean of the same-seed difference to dense float32, bars: ± 1 std over seeds; "
+                  "python benchmarks/compression.py",
+                  "bytes per message (log scale)", "final accuracy minus dense (points)")
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--jobs", type=int, default=2)
@@ -122,8 +143,10 @@ def main(argv=None) -> int:
     parser.add_argument("--sweep", default=str(ROOT / "runs" / "sweeps" / "compression"))
     args = parser.parse_args(argv)
     rows, base = run(Path(args.sweep), args.jobs)
-    write_section(Path(args.out), BEGIN, END, document(summarise(rows, base), base,
-                                                         "python benchmarks/compression.py"), after=SECTION)
+    cells = summarise(rows, base)
+    figure(cells, base)
+    write_section(Path(args.out), BEGIN, END, document(cells, base, "python benchmarks/compression.py"),
+                  after=SECTION)
     print(args.out)
     return 0
 

@@ -198,6 +198,21 @@ def curves(series, stem: Path, title: str, caption: str, band: str = "± 1 std o
     return _save(fig, stem, caption)
 
 
+def tradeoff_plot(series, stem: Path, title: str, caption: str, xlabel: str, ylabel: str) -> list[Path]:
+    """A cost-quality curve: ``series`` is ``(label, x, mean, std)`` per line (x ascending,
+    drawn on a log axis), each point with its ± std error bar."""
+    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
+    for label, x, mean, std in series:
+        ax.errorbar(x, mean, yerr=std, marker="o", ms=4, lw=1.5, capsize=3, label=label)
+    ax.set_xscale("log")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.grid(alpha=0.3, which="both")
+    ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=8, loc="lower right")
+    return _save(fig, stem, caption)
+
+
 def fraction_plot(series, stem: Path, title: str, caption: str, legend_title: str = "") -> list[Path]:
     """``series``: ``(label, fractions, mean, ci_low, ci_high)``: final accuracy against the
     attacker fraction, the band the 95 % confidence interval over seeds."""
