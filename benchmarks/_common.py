@@ -51,12 +51,12 @@ def write_section(path: Path, begin: str, end: str, section: str, after: str = N
     file is kept."""
     path = Path(path)
     old = path.read_text()
-    block = f"{begin}\n{section.rstrip()}\n{end}\n"
+    block = f"{begin}\n{section.rstrip()}\n{end}"
     if begin in old and end in old:
-        text = old[:old.index(begin)] + block + old[old.index(end) + len(end):].lstrip("\n")
+        text = old[:old.index(begin)] + block + old[old.index(end) + len(end):]
     else:
         start = old.find(after) if after else -1
         line_end = old.find("\n", max(start, 0))
         cut = len(old) if line_end < 0 else line_end + 1
-        text = f"{old[:cut]}\n{block}{old[cut:]}"
+        text = f"{old[:cut]}\n{block}\n{old[cut:]}"
     path.write_text(text)
