@@ -21,6 +21,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")  # before torch: one thread per ru
 import argparse
 import csv
 import json
+import shutil
 import statistics
 import sys
 from pathlib import Path
@@ -32,7 +33,7 @@ from bristle_reproduction import communication, mean_std  # noqa: E402
 ROOT = Path(__file__).resolve().parent.parent
 STUDY = ROOT / "scenarios" / "studies" / "compression.yaml"
 BEGIN, END = "<!-- compression: written by benchmarks/compression.py -->", "<!-- end compression -->"
-FIGURE = ROOT / "docs" / "figures" / "compression_curve"   # .png and .pdf
+FIGURE = ROOT / "docs" / "figures" / "compression_curve.png"   # the PNG; the PDF stays in the sweep directory
 SECTION = "## Layer-adaptive sparsity and mixed-precision quantization of the update"
 WITHIN = 0.01   # "no loss": final accuracy within one point of dense float32
 
@@ -116,9 +117,10 @@ def document(cells: list[dict], base: dict, command: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def figure(cells: list[dict], base: dict) -> None:
+def figure(cells: list[dict], base: dict, sweep_dir: Path) -> None:
     """Final accuracy minus dense (same seed, points) against bytes per message, a line per
-    rule, the dense head as a single point."""
+    rule, the dense head as a single point; drawn into the sweep's figures/, the PNG copied
+    to docs/figures."""
     from fedsim.plots import tradeoff_plot
     dense = next(c for c in cells if c["name"] == "none")
     by_seed = dict(zip(dense["seeds"], dense["accuracy"]))
@@ -128,12 +130,15 @@ def figure(cells: list[dict], base: dict) -> None:
         paired = [[100 * (a - by_seed[s]) for s, a in zip(c["seeds"], c["accuracy"])] for c in mine]
         series.append((name if name != "none" else "dense float32", [c["bytes"] for c in mine],
                        [statistics.fmean(p) for p in paired], [mean_std(p)[1] for p in paired]))
-    FIGURE.parent.mkdir(exist_ok=True)
-    tradeoff_plot(series, FIGURE, "Accuracy against communication (quickstart setting)",
+    stem = sweep_dir / "figures" / FIGURE.stem
+    stem.parent.mkdir(exist_ok=True)
+    tradeoff_plot(series, stem, "Accuracy against communication (quickstart setting)",
                   f"scenarios/studies/compression.yaml, {len(dense['seeds'])} seeds, {base['rounds']} rounds; "
                   "points: mean of the same-seed difference to dense float32, bars: ± 1 std over seeds; "
                   "python benchmarks/compression.py",
                   "bytes per message (log scale)", "final accuracy minus dense (points)")
+    FIGURE.parent.mkdir(exist_ok=True)
+    shutil.copyfile(stem.with_suffix(".png"), FIGURE)
 
 
 def main(argv=None) -> int:
@@ -144,7 +149,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     rows, base = run(Path(args.sweep), args.jobs)
     cells = summarise(rows, base)
-    figure(cells, base)
+    figure(cells, base, Path(args.sweep))
     write_section(Path(args.out), BEGIN, END, document(cells, base, "python benchmarks/compression.py"),
                   after=SECTION)
     print(args.out)
