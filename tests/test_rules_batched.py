@@ -10,6 +10,7 @@ import torch
 from defenses import get_defense
 from defenses.aggregation.coordinate import sort_padded, sorting_network
 from defenses.aggregation.geometric_median import geometric_median_objective
+from fedsim.api import PeerContext
 
 PEERS, DEGREE, C, P = 40, 8, 3, 7
 
@@ -121,3 +122,30 @@ def test_sort_padded_gives_torch_sort_values(m):
                                                               torch.tensor(float("inf")))], 1).sort(dim=1).values
         got = torch.stack(sort_padded(values, valid, first=first), dim=1)
         assert torch.equal(got.nan_to_num(nan=9.0), expected.nan_to_num(nan=9.0))
+
+
+def contexts(mask, seed=0):
+    """Per peer: its degree, its senders' degrees and how many of them are Byzantine."""
+    g = torch.Generator().manual_seed(seed)
+    out = []
+    for row in mask:
+        k = int(row.sum())
+        out.append(PeerContext(peer_id=0, round=1, degree=int(torch.randint(3, 12, (), generator=g)),
+                               sender_degrees=torch.randint(3, 12, (k,), generator=g),
+                               byzantine_neighbours=int(torch.randint(0, 3, (), generator=g))))
+    return out
+
+
+@pytest.mark.parametrize("args", [{"weights": "metropolis_hastings"}, {"f": "auto"},
+                                  {"f": "auto", "weights": "metropolis_hastings"},
+                                  {"tau": 0.4, "weights": "metropolis_hastings"}])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_clipped_gossip_with_contexts_matches_the_per_peer_form(args, dtype):
+    own, received, mask = group(dtype, seed=3)
+    ctxs = contexts(mask)
+    rule = get_defense("clipped_gossip", **args)
+    batched = rule.aggregate_group(own, received, mask, ctxs)
+    expected = torch.stack([rule.aggregate(own[i], received[i][mask[i]], ctxs[i]) for i in range(PEERS)])
+    # float64: the weighted sum is a batched matrix product (another order of additions)
+    tolerance = {"rtol": 1e-12, "atol": 1e-12} if dtype == torch.float64 else {"rtol": 1.2e-7, "atol": 1e-7}
+    torch.testing.assert_close(batched, expected, **tolerance)
