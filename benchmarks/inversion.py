@@ -169,13 +169,112 @@ def defense_label(defense: tuple) -> str:
     return name + (" (" + ", ".join(f"{k} {v}" for k, v in args.items()) + ")" if args else "")
 
 
+# The feature-space section: every attack at its defaults (gifd with the tables' one
+# restart, the "today's gifd" the issue compares with), distinct victims, 3 seeds.
+STRONG_ATTACKS = (("retrieval", {}), ("decoder", {}), ("feature_matching", {}), ("idlg", {}),
+                  ("gifd", {"restarts": 1}))
+STRONG_SETTINGS = ((1, 1),)
+SEEDS = (0, 1, 2)
+STRONG_BEGIN, STRONG_END = "<!-- feature-space section: begin -->", "<!-- feature-space section: end -->"
+
+
+def distinct_victims(summary: dict) -> list[dict]:
+    """The per-victim scores with each (victim, round) once: several curious peers may
+    attack the same neighbour, whose images would otherwise count several times."""
+    seen, kept = set(), []
+    for v in summary["privacy"]["per_victim"]:
+        if (v["victim"], v["round"]) not in seen:
+            seen.add((v["victim"], v["round"]))
+            kept.append(v)
+    return kept
+
+
+def seed_stats(values: list[float]) -> str:
+    """``mean ± std [95 % CI]`` over seeds (sample std, Student t)."""
+    from scipy.stats import t as student_t
+    n = len(values)
+    mean = statistics.fmean(values)
+    if n < 2:
+        return f"{mean:.2f}"
+    std = statistics.stdev(values)
+    half = student_t.ppf(0.975, n - 1) * std / n ** 0.5
+    return f"{mean:.2f} ± {std:.2f} [{mean - half:.2f}, {mean + half:.2f}]"
+
+
+def strong_section(datasets, settings, seeds, attacks, quick: bool) -> str:
+    """Run every (dataset, setting, seed, attack); the Markdown section with PSNR and SSIM
+    over the distinct victims (mean over victims per seed, then over seeds) and the paired
+    per-seed difference of the best attack to gifd."""
+    import torch
+    torch.set_num_threads(1)
+    parts, log = [], []
+    for dataset in datasets:
+        for batch, steps in settings:
+            per_attack = {}
+            for name, args in attacks:
+                per_seed = []
+                for seed in seeds:
+                    s = base_scenario(dataset, batch, steps, 6)
+                    s["seed"] = seed
+                    s["privacy"]["attack"] = {"name": name, "args": dict(args)}
+                    s["privacy"]["distinct_victims"] = True
+                    t0 = time.perf_counter()
+                    with tempfile.TemporaryDirectory() as out:
+                        summary, _ = fedsim.run(s, out=str(Path(out) / "run"), progress=False)
+                    victims = distinct_victims(summary)
+                    scores = {k: statistics.fmean(v[k] for v in victims)
+                              for k in ("psnr_mean", "ssim_mean", "label_multiset_accuracy")}
+                    per_seed.append({**scores, "n": len(victims)})
+                    line = (f"{dataset} b{batch} s{steps} seed {seed} {name:17s} {len(victims)} victims: "
+                            f"PSNR {scores['psnr_mean']:.2f} SSIM {scores['ssim_mean']:.3f} "
+                            f"({time.perf_counter() - t0:.0f} s)")
+                    print(line, flush=True)
+                    log.append(line)
+                per_attack[name] = per_seed
+            rows = [[name, seed_stats([r["psnr_mean"] for r in per_seed]),
+                     seed_stats([r["ssim_mean"] for r in per_seed]),
+                     f"{statistics.fmean(r['label_multiset_accuracy'] for r in per_seed):.2f}",
+                     " / ".join(str(r["n"]) for r in per_seed)] for name, per_seed in per_attack.items()]
+            best = max((n for n in per_attack if n != "gifd"),
+                       key=lambda n: statistics.fmean(r["psnr_mean"] for r in per_attack[n]))
+            gain = [b["psnr_mean"] - g["psnr_mean"] for b, g in zip(per_attack[best], per_attack["gifd"])]
+            parts.append(f"### {dataset}, batch {batch} x {steps} step\n\n"
+                         + table(["attack", "PSNR dB", "SSIM", "label multiset", "victims per seed"], rows)
+                         + f"\n\nBest ({best}) minus gifd, paired per seed (dB): {seed_stats(gain)}; "
+                         f"per seed {', '.join(f'{x:+.2f}' for x in gain)}.\n")
+    head = (f"## Feature-space attacks against GIFD, seeds {', '.join(map(str, seeds))}\n\n"
+            "Regenerate this section (one torch thread):\n\n"
+            "    python benchmarks/inversion.py --section feature-space\n\n"
+            "The settings of the tables below (20 peers, 6 curious peers, 4 victims each, round 1), "
+            "with each victim counted once (several curious peers may attack the same neighbour): "
+            "PSNR / SSIM are means over the distinct victims of a seed, then mean ± std over the "
+            "seeds with the 95 % confidence interval of the mean (Student t). Attacks at their "
+            "defaults; gifd with one restart, as in the tables below. *label multiset*: share of "
+            "the true labels named (mean over seeds).\n")
+    return head + "\n" + "\n".join(parts)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="tiny smoke test: digits, one setting, few iterations")
+    ap.add_argument("--section", choices=("all", "feature-space"), default="all",
+                    help="feature-space: only the 3-seed feature-space section of the document")
+    ap.add_argument("--datasets", nargs="+", choices=DATASETS, default=list(DATASETS),
+                    help="datasets of the feature-space section")
     ap.add_argument("--out", default=None, help="Markdown file to write (default docs/inversion.md; "
                                                    "--quick writes none unless given)")
     args = ap.parse_args()
     out = args.out or (None if args.quick else str(ROOT / "docs" / "inversion.md"))
+    if args.section == "feature-space":
+        attacks = tuple((n, {**a, **({"iterations": 5} if args.quick and n == "idlg" else {})})
+                        for n, a in STRONG_ATTACKS)
+        section = strong_section(("digits",) if args.quick else tuple(args.datasets), STRONG_SETTINGS,
+                                 SEEDS[:2] if args.quick else SEEDS, attacks, args.quick)
+        print(section)
+        if out:
+            from _common import write_section
+            write_section(Path(out), STRONG_BEGIN, STRONG_END, section, after="# Gradient inversion benchmark")
+        return
     bench = Bench(args.quick)
     datasets = ("digits",) if args.quick else DATASETS
     grid = (DEFENSE_SETTING,) if args.quick else GRID

@@ -149,6 +149,8 @@ class Privacy(_Strict):
     curious: Union[int, list[int]] = Field(1, description="number of curious peers, or their ids")
     rounds: list[int] = Field(default_factory=lambda: [1], description="rounds at which curious peers reconstruct")
     victims: int = Field(4, ge=1, description="at most this many victims per curious peer")
+    distinct_victims: bool = Field(False, description="attack each victim once a round (skip neighbours "
+                                   "an earlier curious peer already attacks)")
     adaptive: bool = Field(False, description="the inversion attacker knows the privacy defense")
     attack: InversionSpec = Field(default_factory=InversionSpec,
                                   description="gradient inversion attack of the curious peers")

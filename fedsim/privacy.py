@@ -57,8 +57,12 @@ class PrivacyRecorder:
     def record(self, round_: int, graph, sent, backend) -> None:
         w = self.world
         if round_ in self.rounds:
+            attacked = set()
             for c in w.curious_ids:
                 victims = choose_victims(w, graph, c, round_, self.config.victims)
+                if self.config.distinct_victims:  # each victim once: the first curious peer's record
+                    victims = [v for v in victims if v not in attacked]
+                attacked.update(victims)
                 if not victims:
                     continue
                 heads = backend.sent_heads(sent, victims)

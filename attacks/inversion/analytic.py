@@ -16,6 +16,10 @@ With weight decay ``wd`` the steps are ``H_{s+1} = (1 - lr wd) H_s - lr g_s``, s
 ``H1 - (1 - lr wd)^S H0`` is the rank-one sum instead (pass ``lr``, ``weight_decay``,
 ``local_steps``). Adam divides element-wise by the second moment, which destroys the
 rank-one structure: this recovery is for SGD.
+
+Used by the feature-space attacks (``feature_matching``, ``decoder``, ``retrieval``,
+through :func:`attacks.inversion.victim_features.recover_victim_features`) whenever the
+victim trained on one sample with SGD.
 """
 from __future__ import annotations
 

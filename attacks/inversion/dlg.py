@@ -7,6 +7,7 @@ import torch
 
 from attacks.inversion.base import (InversionAttack, Reconstruction, VictimUpdate,
                                     default_rng, dummy_delta, features_of, frozen)
+from attacks.inversion.labels import infer_labels, labels_per_step
 from attacks.inversion.matching import l2_distance
 from fedsim.params import Interval
 from fedsim.registry import register
@@ -72,31 +73,70 @@ class DLG(InversionAttack):
         steps, batch, n_classes = update.local_steps, update.batch_size, update.n_classes
         ndim = len(update.image_shape)
         observed = update.observed_delta
+        known = self.known_labels(update)
         best = None
         with frozen(backbone):
             for _ in range(self.restarts):
                 images = torch.randn(steps, batch, *update.image_shape, generator=rng).requires_grad_(True)
-                label_logits = torch.randn(steps, batch, n_classes, generator=rng).requires_grad_(True)
-                optimizer = torch.optim.LBFGS([images, label_logits], lr=self.lr, max_iter=self.iterations,
+                label_logits = torch.randn(steps, batch, n_classes, generator=rng).requires_grad_(known is None)
+                dummy_labels = (lambda: torch.softmax(label_logits, -1)) if known is None else (lambda: known)
+                variables = [images] if known is not None else [images, label_logits]
+                optimizer = torch.optim.LBFGS(variables, lr=self.lr, max_iter=self.iterations,
                                               history_size=self.history_size, tolerance_grad=1e-12,
                                               tolerance_change=1e-14, line_search_fn="strong_wolfe")
 
                 def closure():
                     optimizer.zero_grad()
                     feats = features_of(backbone, images, ndim)
-                    loss = l2_distance(dummy_delta(update, feats, torch.softmax(label_logits, -1)), observed)
+                    loss = l2_distance(dummy_delta(update, feats, dummy_labels()), observed)
                     loss.backward()
                     return loss
 
                 optimizer.step(closure)
                 with torch.no_grad():
                     feats = features_of(backbone, images, ndim)
-                    distance = float(l2_distance(dummy_delta(update, feats, torch.softmax(label_logits, -1)),
-                                                 observed))
+                    distance = float(l2_distance(dummy_delta(update, feats, dummy_labels()), observed))
+                labels = label_logits.detach().argmax(-1) if known is None else known
                 if best is None or distance < best[0]:
-                    best = (distance, images.detach().clone(), label_logits.detach().argmax(-1))
+                    best = (distance, images.detach().clone(), labels)
             _, images, labels = best
             images = images.clamp(0.0, 1.0)
             with torch.no_grad():
                 feats = features_of(backbone, images, ndim)
         return Reconstruction(images=images, labels=labels, features=feats)
+
+    def known_labels(self, update: VictimUpdate) -> Optional[torch.Tensor]:
+        """``[S, B]`` labels fixed before the search, or ``None``: DLG learns soft labels."""
+        return None
+
+
+@register("inversions", "idlg")
+class IDLG(DLG):
+    """iDLG: DLG with the label known from the update, images alone optimised by L-BFGS.
+    Zhao, Mopuri, Bilen 2020, "iDLG: improved deep leakage from gradients", arXiv:2001.02610.
+
+    The label is read from the update (the class whose bias gradient is negative, iDLG's
+    rule; LLG counting for batches, :func:`attacks.inversion.labels.infer_labels`); then::
+
+        min_{x'} || T(replay(H0, backbone(x'), y) - H0) - (H1 - H0) ||^2
+
+    with L-BFGS from ``x' ~ N(0, 1)``, as DLG (the same parameters and defaults).
+
+    References
+    ----------
+    .. [1] B. Zhao, K. R. Mopuri, H. Bilen, "iDLG: improved deep leakage from gradients",
+       arXiv:2001.02610, 2020.
+
+    Examples
+    --------
+    >>> from fedsim.examples import example_update, rounded
+    >>> update = example_update()  # one SGD step on the private sample [0.9, 0.1] of class 0
+    >>> result = IDLG(iterations=20).reconstruct(update, torch.nn.Identity(), rng=torch.Generator().manual_seed(0))
+    >>> rounded(result.images, 1), result.labels
+    (tensor([[[0.9000, 0.1000]]]), tensor([[0]]))
+    """
+
+    name = "idlg"
+
+    def known_labels(self, update: VictimUpdate) -> Optional[torch.Tensor]:
+        return labels_per_step(infer_labels(update), update.local_steps, update.batch_size)
