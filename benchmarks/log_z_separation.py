@@ -1,7 +1,7 @@
 """Does log Z separate honest from Byzantine heads? (issue 15.2; Wortsman et al. 2023)
 
-For every shipped Byzantine attack, a small run (digits, 20 peers of which 6 Byzantine,
-random 6-regular graph, Dirichlet 0.5, mean defense, 10 rounds) records, in its last
+For every shipped Byzantine attack, a small run (``scenarios/log_z.yaml``: digits, 20 peers
+of which 6 Byzantine, random 6-regular graph, Dirichlet 0.5, mean defense, 10 rounds) records, in its last
 round, the log Z (``logsumexp`` of the logits, averaged over the global test set) of
 every head on the wire: each honest peer's sent head and each message a Byzantine
 sender sent (crafted by the attack; the trained head for data-poisoning attacks).
@@ -26,6 +26,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's fedsim, attacks, defenses
 sys.path.insert(1, str(Path(__file__).resolve().parent))
 from _common import table  # noqa: E402
+import yaml  # noqa: E402
 
 from fedsim import config  # noqa: E402
 from fedsim.engine.local import LocalBackend  # noqa: E402
@@ -34,14 +35,18 @@ from fedsim.registry import names  # noqa: E402
 from fedsim.topology import Schedule, neighbour_matrix  # noqa: E402
 from fedsim.world import build_world  # noqa: E402
 
+SCENARIO = Path(__file__).resolve().parents[1] / "scenarios" / "log_z.yaml"
+
 
 def scenario(attack, seed: int, rounds: int, z_loss: float) -> dict:
-    s = {"seed": seed, "rounds": rounds, "data": {"dataset": "digits", "partition": {"kind": "dirichlet"}},
-         "training": {"z_loss": z_loss},
-         "topology": {"kind": "random_regular", "n_peers": 20, "args": {"degree": 6}},
-         "defense": {"name": "mean"}}
+    """``scenarios/log_z.yaml`` with this attack (None: no adversary), seed, rounds and z-loss."""
+    s = yaml.safe_load(SCENARIO.read_text())
+    s.update(seed=seed, rounds=rounds)
+    s["training"]["z_loss"] = z_loss
     if attack:
-        s["adversary"] = {"count": 6, "attack": {"name": attack}}
+        s["adversary"]["attack"] = {"name": attack}
+    else:
+        del s["adversary"]
     return s
 
 

@@ -83,3 +83,9 @@ def test_rows_carry_log_z_keys(tmp_path):
     row = summary["final"]
     assert row["log_z_max"] >= row["log_z_mean"] > 0
     assert "byzantine_log_z_mean" in row
+
+
+def test_shipped_log_z_scenario_is_valid():
+    from tests.conftest import ROOT
+    s = config.load(ROOT / "scenarios" / "log_z.yaml")
+    assert s.training.z_loss == 1e-4 and s.adversary.count == 6
