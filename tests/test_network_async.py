@@ -228,3 +228,26 @@ def test_sender_side_compression_shortens_the_transfer(transform, size):
     engine, _ = gossip(world)
     assert engine.totals["bytes_on_wire"] == size
     assert engine.pending["arrival"].tolist() == [pytest.approx(1.0 + size / 100.0)]
+
+
+@pytest.mark.slow
+def test_async_run_killed_by_sigkill_resumes_to_the_unbroken_final_row(tmp_path):
+    import subprocess
+    import sys
+    import time
+    s = _async_scenario(tmp_path)
+    s["network"]["duration_s"] = 12.0
+    _, whole = run(s, out=tmp_path / "whole", progress=False)
+    broken = tmp_path / "broken"
+    child = subprocess.Popen([sys.executable, "-c", "import json, sys, fedsim; "
+                              "fedsim.run(json.loads(sys.argv[1]), out=sys.argv[2], progress=False)",
+                              json.dumps(s), str(broken)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while not (broken / "checkpoints" / "latest").exists() and child.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    child.kill()
+    child.wait()
+    rows_at_kill = len(_rows(broken))
+    run(None, resume=broken, progress=False)
+    assert rows_at_kill < len(_rows(whole))  # it was killed mid-way
+    assert _rows(broken) == _rows(whole)
