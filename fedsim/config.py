@@ -221,8 +221,8 @@ class Backend(_Strict):
                                    description="ray: null = start a local instance; auto or ray://host:port = join")
     peers_per_actor: int = Field(16, ge=1, description="ray: peers stacked in each actor")
     num_cpus: Optional[int] = Field(None, ge=1, description="ray: CPUs of a local instance; null = all")
-    device: Literal["cpu", "cuda"] = Field("cpu", description="where heads, features, training, merging and "
-                                           "evaluation run: cpu | cuda (local backend)")
+    device: Literal["cpu", "cuda"] = Field("cpu", description="where heads, features, local training and "
+                                           "evaluation run: cpu | cuda (local backend; defenses merge on the CPU)")
 
     @model_validator(mode="after")
     def _device_available(self):

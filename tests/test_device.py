@@ -1,5 +1,6 @@
-"""backend.device: cuda moves heads, features, training, merging and evaluation to the
-GPU, with the same metrics as on the CPU (to 1e-5); a clear error where there is none."""
+"""backend.device: cuda moves heads, features, local training and evaluation to the GPU
+(the defenses merge on the CPU), with the same metrics as on the CPU (to 1e-5); a clear
+error where there is none."""
 import json
 
 import pytest

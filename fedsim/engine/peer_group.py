@@ -119,8 +119,9 @@ class PeerGroup:
         n = len(self.ids)
         byz = set(world.byzantine_ids)
         self.is_byzantine = torch.tensor([int(i) in byz for i in self.ids], dtype=torch.bool)
-        # backend.device: heads, optimizer state, the training buffers, merging and
-        # evaluation live there; what leaves the group (sent heads, states, results) is on the CPU.
+        # backend.device: heads, optimizer state, the training buffers and evaluation live
+        # there; what leaves the group (sent heads, states, results) and the defenses' merge
+        # run on the CPU.
         self.device = torch.device(s.backend.device)
         self.heads = world.init_head.unsqueeze(0).repeat(n, 1, 1).contiguous().to(self.device)
         self.previous = self.heads.clone()
@@ -313,13 +314,14 @@ class PeerGroup:
         ``senders [n, k]``, by the defense (Byzantine rows: by the fallback mean).
         ``ages``: ``(seconds [n, k], updates [n, k])`` of each message, for
         ``PeerContext.ages_s`` / ``ages_updates`` (asynchronous gossip)."""
-        own = self.heads[idx]
-        received, merged_mask = received.to(self.device), mask.to(self.device)
+        # The defenses run on the CPU (they build CPU tensors and draw with CPU generators):
+        # with backend.device cuda, the heads travel there and back (n x C x (D+1) numbers).
+        own = self.heads[idx].cpu()
         honest_rows = torch.nonzero(~self.is_byzantine[idx]).flatten()
         byz_rows = torch.nonzero(self.is_byzantine[idx]).flatten()
         out = torch.empty_like(own)
         if len(byz_rows):  # Byzantine peers are not defended: they just average.
-            out[byz_rows] = self.fallback.aggregate_group(own[byz_rows], received[byz_rows], merged_mask[byz_rows])
+            out[byz_rows] = self.fallback.aggregate_group(own[byz_rows], received[byz_rows], mask[byz_rows])
         if len(honest_rows):
             ctxs = None
             if self.defense.needs_context:
@@ -327,8 +329,8 @@ class PeerGroup:
                                      None if ages is None else (ages[0][r][mask[r]], ages[1][r][mask[r]]))
                         for r in honest_rows]
             out[honest_rows] = self.defense.aggregate_group(own[honest_rows], received[honest_rows],
-                                                            merged_mask[honest_rows], ctxs)
-        return out
+                                                            mask[honest_rows], ctxs)
+        return out.to(self.device)
 
     def context(self, round_: int, row: int, senders: torch.Tensor, mask: torch.Tensor, claimed: torch.Tensor,
                 degrees: Optional[torch.Tensor] = None, is_byz_sender: Optional[torch.Tensor] = None,
@@ -343,14 +345,12 @@ class PeerGroup:
         test_rows, test_labels = w.peers.test_slice(peer)
         train_rows, train_labels = w.peers.train_slice(peer)
         sender_ids = senders[mask]
-        on_device = lambda x: x.to(self.device)
         return PeerContext(
-            peer_id=peer, round=round_, test_features=on_device(w.features[test_rows]),
-            test_labels=on_device(test_labels),
+            peer_id=peer, round=round_, test_features=w.features[test_rows], test_labels=test_labels,
             classes=w.peers.classes[peer], n_classes=w.n_classes,
             rng=rng.generator(w.seed, peer, round_, "defense"), loss=w.scenario.model.head,
-            train_features=on_device(w.features[train_rows]), train_labels=on_device(train_labels),
-            previous_head=self.previous[row], sender_ids=sender_ids,
+            train_features=w.features[train_rows], train_labels=train_labels,
+            previous_head=self.previous[row].cpu(), sender_ids=sender_ids,
             claimed_num_classes=claimed[sender_ids], state=self.defense_state[row],
             byzantine_neighbours=int(is_byz_sender[sender_ids].sum()) if is_byz_sender is not None else 0,
             degree=int((senders >= 0).sum()),
