@@ -175,7 +175,8 @@ STRONG_ATTACKS = (("retrieval", {}), ("decoder", {}), ("feature_matching", {}), 
                   ("gifd", {"restarts": 1}))
 STRONG_SETTINGS = ((1, 1),)
 SEEDS = (0, 1, 2)
-STRONG_BEGIN, STRONG_END = "<!-- feature-space section: begin -->", "<!-- feature-space section: end -->"
+KEPT_ONLY_ATTACKS = ("retrieval", "decoder", "feature_matching")   # those with the top-k-aware form
+STRONG_MARKERS = "<!-- feature-space section {settings}: begin -->", "<!-- feature-space section {settings}: end -->"
 
 
 def distinct_victims(summary: dict) -> list[dict]:
@@ -189,35 +190,36 @@ def distinct_victims(summary: dict) -> list[dict]:
     return kept
 
 
-def seed_stats(values: list[float]) -> str:
+def seed_stats(values: list[float], digits: int = 2) -> str:
     """``mean ± std [95 % CI]`` over seeds (sample std, Student t)."""
     from scipy.stats import t as student_t
     n = len(values)
     mean = statistics.fmean(values)
     if n < 2:
-        return f"{mean:.2f}"
+        return f"{mean:.{digits}f}"
     std = statistics.stdev(values)
     half = student_t.ppf(0.975, n - 1) * std / n ** 0.5
-    return f"{mean:.2f} ± {std:.2f} [{mean - half:.2f}, {mean + half:.2f}]"
+    return f"{mean:.{digits}f} ± {std:.{digits}f} [{mean - half:.{digits}f}, {mean + half:.{digits}f}]"
 
 
-def strong_section(datasets, settings, seeds, attacks, quick: bool) -> str:
+def strong_section(datasets, settings, seeds, attacks, quick: bool, defense: tuple = ("none", {})) -> str:
     """Run every (dataset, setting, seed, attack); the Markdown section with PSNR and SSIM
     over the distinct victims (mean over victims per seed, then over seeds) and the paired
     per-seed difference of the best attack to gifd."""
-    import torch
-    torch.set_num_threads(1)
     parts, log = [], []
     for dataset in datasets:
         for batch, steps in settings:
             per_attack = {}
             for name, args in attacks:
+                label = name + (" (kept_only)" if args.get("kept_only") else "")
                 per_seed = []
                 for seed in seeds:
                     s = base_scenario(dataset, batch, steps, 6)
                     s["seed"] = seed
                     s["privacy"]["attack"] = {"name": name, "args": dict(args)}
                     s["privacy"]["distinct_victims"] = True
+                    s["privacy"]["defense"] = {"name": defense[0], "args": dict(defense[1])}
+                    s["privacy"]["adaptive"] = defense[0] != "none"
                     t0 = time.perf_counter()
                     with tempfile.TemporaryDirectory() as out:
                         summary, _ = fedsim.run(s, out=str(Path(out) / "run"), progress=False)
@@ -225,26 +227,34 @@ def strong_section(datasets, settings, seeds, attacks, quick: bool) -> str:
                     scores = {k: statistics.fmean(v[k] for v in victims)
                               for k in ("psnr_mean", "ssim_mean", "label_multiset_accuracy")}
                     per_seed.append({**scores, "n": len(victims)})
-                    line = (f"{dataset} b{batch} s{steps} seed {seed} {name:17s} {len(victims)} victims: "
+                    line = (f"{dataset} b{batch} s{steps} seed {seed} {label:29s} {len(victims)} victims: "
                             f"PSNR {scores['psnr_mean']:.2f} SSIM {scores['ssim_mean']:.3f} "
                             f"({time.perf_counter() - t0:.0f} s)")
                     print(line, flush=True)
                     log.append(line)
-                per_attack[name] = per_seed
+                per_attack[label] = per_seed
             rows = [[name, seed_stats([r["psnr_mean"] for r in per_seed]),
                      seed_stats([r["ssim_mean"] for r in per_seed]),
                      f"{statistics.fmean(r['label_multiset_accuracy'] for r in per_seed):.2f}",
                      " / ".join(str(r["n"]) for r in per_seed)] for name, per_seed in per_attack.items()]
-            best = max((n for n in per_attack if n != "gifd"),
-                       key=lambda n: statistics.fmean(r["psnr_mean"] for r in per_attack[n]))
-            gain = [b["psnr_mean"] - g["psnr_mean"] for b, g in zip(per_attack[best], per_attack["gifd"])]
-            parts.append(f"### {dataset}, batch {batch} x {steps} step\n\n"
-                         + table(["attack", "PSNR dB", "SSIM", "label multiset", "victims per seed"], rows)
-                         + f"\n\nBest ({best}) minus gifd, paired per seed (dB): {seed_stats(gain)}; "
+            text = (f"### {dataset}, batch {batch} x {steps} step\n\n"
+                    + table(["attack", "PSNR dB", "SSIM", "label multiset", "victims per seed"], rows) + "\n")
+            if "gifd" in per_attack and len(per_attack) > 1:
+                best = max((n for n in per_attack if n != "gifd"),
+                           key=lambda n: statistics.fmean(r["psnr_mean"] for r in per_attack[n]))
+                gain = [b["psnr_mean"] - g["psnr_mean"] for b, g in zip(per_attack[best], per_attack["gifd"])]
+                text += (f"\nBest ({best}) minus gifd, paired per seed (dB): {seed_stats(gain)}; "
                          f"per seed {', '.join(f'{x:+.2f}' for x in gain)}.\n")
-    head = (f"## Feature-space attacks against GIFD, seeds {', '.join(map(str, seeds))}\n\n"
+            parts.append(text)
+    setting_args = " ".join(f"{b}x{s}" for b, s in settings)
+    names_run = list(dict.fromkeys(n for n, _ in attacks))
+    attack_args = "" if len(names_run) == len(STRONG_ATTACKS) else " --attacks " + " ".join(names_run)
+    against = "" if defense[0] == "none" else f", against {defense_label(defense)} (adaptive attacker)"
+    defense_arg = "" if defense[0] == "none" else " --topk"
+    head = (f"## Feature-space attacks, batch x steps {setting_args}{against}, seeds {', '.join(map(str, seeds))}\n\n"
             "Regenerate this section (one torch thread):\n\n"
-            "    python benchmarks/inversion.py --section feature-space\n\n"
+            f"    python benchmarks/inversion.py --section feature-space --settings {setting_args}"
+            f"{attack_args}{defense_arg}\n\n"
             "The settings of the tables below (20 peers, 6 curious peers, 4 victims each, round 1), "
             "with each victim counted once (several curious peers may attack the same neighbour): "
             "PSNR / SSIM are means over the distinct victims of a seed, then mean ± std over the "
@@ -254,26 +264,88 @@ def strong_section(datasets, settings, seeds, attacks, quick: bool) -> str:
     return head + "\n" + "\n".join(parts)
 
 
+UTILITY_STUDY = ROOT / "scenarios" / "studies" / "privacy_utility.yaml"
+UTILITY_BEGIN, UTILITY_END = "<!-- privacy-utility section: begin -->", "<!-- privacy-utility section: end -->"
+
+
+def utility_section(out_dir: Path) -> str:
+    """Run the privacy-utility study (``fedsim sweep``, resumable) and tabulate, per cell,
+    epsilon over the run, final accuracy and the attack's PSNR / SSIM over seeds."""
+    import json
+    import subprocess
+    subprocess.run([sys.executable, "-m", "fedsim.cli", "sweep", str(UTILITY_STUDY), "--jobs", "1",
+                    "--out", str(out_dir)], check=True, cwd=ROOT)
+    sweep = json.loads((out_dir / "sweep.json").read_text())
+    rows = []
+    for cell in sweep["cells"]:
+        summaries = [json.loads((out_dir / run / "summary.json").read_text()) for run in cell["runs"].values()]
+        privacy = summaries[0]["privacy"]
+        eps = privacy.get("epsilon")
+        epsilon = "none (no DP)" if eps is None else ("inf" if eps["run"] is None else f"{eps['run']:.4g}")
+        per_round = "" if eps is None or eps["per_round"] is None else f"{eps['per_round']:.4g}"
+        victims = [distinct_victims(s) for s in summaries]
+        rows.append([defense_label((privacy["defense"], {k: v for k, v in privacy["defense_params"].items()
+                                                          if k in ("clip", "noise_multiplier")})),
+                     per_round, epsilon,
+                     seed_stats([s["final"]["accuracy_mean"] for s in summaries], digits=4),
+                     seed_stats([statistics.fmean(v["psnr_mean"] for v in vs) for vs in victims]),
+                     seed_stats([statistics.fmean(v["ssim_mean"] for v in vs) for vs in victims], digits=3)])
+    return ("## Privacy-utility curve: dp_gaussian, accuracy vs epsilon vs PSNR\n\n"
+            "Regenerate: `python benchmarks/inversion.py --section privacy-utility` (runs "
+            "`scenarios/studies/privacy_utility.yaml`: the shipped privacy scenario, digits, batch 4 x 1 "
+            f"step, {summaries[0]['rounds']} rounds, seeds {', '.join(map(str, sweep['seeds']))}; the `decoder` "
+            "attack on the round-1 updates, adaptive, each victim once). epsilon at delta 1e-5 "
+            "(README, \"Differential privacy of dp_gaussian\"); accuracy: final `accuracy_mean`; "
+            "mean ± std [95 % CI] over seeds.\n\n"
+            + table(["defense", "epsilon 1 round", "epsilon run", "accuracy", "PSNR dB", "SSIM"], rows) + "\n")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="tiny smoke test: digits, one setting, few iterations")
-    ap.add_argument("--section", choices=("all", "feature-space"), default="all",
-                    help="feature-space: only the 3-seed feature-space section of the document")
+    ap.add_argument("--section", choices=("all", "feature-space", "privacy-utility"), default="all",
+                    help="feature-space / privacy-utility: only that 3-seed section of the document")
+    ap.add_argument("--sweep-dir", default=str(ROOT / "runs" / "sweeps" / "privacy_utility"),
+                    help="where the privacy-utility study's runs go (resumable)")
     ap.add_argument("--datasets", nargs="+", choices=DATASETS, default=list(DATASETS),
                     help="datasets of the feature-space section")
+    ap.add_argument("--settings", nargs="+", default=[f"{b}x{s}" for b, s in STRONG_SETTINGS],
+                    help="feature-space section: batch x local steps, e.g. 1x1 4x1 32x10")
+    ap.add_argument("--attacks", nargs="+", default=[n for n, _ in STRONG_ATTACKS],
+                    choices=[n for n, _ in STRONG_ATTACKS], help="feature-space section: the attacks")
+    ap.add_argument("--topk", action="store_true",
+                    help="feature-space section against top-k 2%% (adaptive): the attacks that replay "
+                         "top-k and their top-k-aware forms (kept_only)")
     ap.add_argument("--out", default=None, help="Markdown file to write (default docs/inversion.md; "
                                                    "--quick writes none unless given)")
     args = ap.parse_args()
+    import torch
+    torch.set_num_threads(1)  # the attacks' reductions: same numbers, far less time under load
     out = args.out or (None if args.quick else str(ROOT / "docs" / "inversion.md"))
-    if args.section == "feature-space":
-        attacks = tuple((n, {**a, **({"iterations": 5} if args.quick and n == "idlg" else {})})
-                        for n, a in STRONG_ATTACKS)
-        section = strong_section(("digits",) if args.quick else tuple(args.datasets), STRONG_SETTINGS,
-                                 SEEDS[:2] if args.quick else SEEDS, attacks, args.quick)
+    if args.section == "privacy-utility":
+        section = utility_section(Path(args.sweep_dir))
         print(section)
         if out:
             from _common import write_section
-            write_section(Path(out), STRONG_BEGIN, STRONG_END, section, after="# Gradient inversion benchmark")
+            write_section(Path(out), UTILITY_BEGIN, UTILITY_END, section, after="# Gradient inversion benchmark")
+        return
+    if args.section == "feature-space":
+        attacks = tuple((n, {**a, **({"iterations": 5} if args.quick and n == "idlg" else {})})
+                        for n, a in STRONG_ATTACKS if n in args.attacks)
+        defense = ("none", {})
+        if args.topk:
+            defense = ("topk", {"fraction": 0.02})
+            attacks = tuple(x for n, a in attacks for x in (((n, a), (n, {**a, "kept_only": True}))
+                                                            if n in KEPT_ONLY_ATTACKS else ((n, a),)))
+        settings = tuple(tuple(int(x) for x in text.split("x")) for text in args.settings)
+        section = strong_section(("digits",) if args.quick else tuple(args.datasets), settings,
+                                 SEEDS[:2] if args.quick else SEEDS, attacks, args.quick, defense)
+        print(section)
+        if out:
+            from _common import write_section
+            begin, end = (m.format(settings=" ".join(args.settings) + (" topk" if args.topk else ""))
+                          for m in STRONG_MARKERS)
+            write_section(Path(out), begin, end, section, after="# Gradient inversion benchmark")
         return
     bench = Bench(args.quick)
     datasets = ("digits",) if args.quick else DATASETS
@@ -434,9 +506,10 @@ objective notices; the other attacks match by cosine, which is scale-free), the 
 the unbiased quantiser, top-k itself for top-k. DLG's labels get better under DP on
 fashion_mnist (multiset 0.39 to 0.70-0.75): clipping to norm 1 rescales the observed and the
 dummy update alike, which seems to help its L-BFGS; its images get worse. Caveats: one round-1
-update per victim; top-k and quantisation come with no guarantee, and a smarter top-k attacker
-could match only the entries that were sent (ours replays top-k on its dummy); the DP rows
-have no privacy accounting.
+update per victim; top-k and quantisation come with no guarantee (the top-k-aware attacker,
+which matches only the entries that were sent, is in its own section above); the epsilon of
+the DP rows is in the privacy-utility section above (noise multipliers 0.03 and 0.1 give no
+meaningful guarantee).
 
 **Round 1 vs a later round.** In round 1 the attacker knows the victim's start head exactly
 (every peer starts from the common initial head). From round 2 on it cannot, and fedsim
