@@ -53,16 +53,15 @@ def smoothed_weiszfeld_group(rows: torch.Tensor, weights: torch.Tensor, nu: floa
     ordered = sort_padded(rows, candidates)
     point = (value_at(ordered, (count - 1) // 2) + value_at(ordered, count // 2)) / 2
 
-    def objective(at):
-        return (weights * (rows - at.unsqueeze(1)).norm(dim=2)).sum(dim=1)
-
-    value = objective(point)
+    distances = (rows - point.unsqueeze(1)).norm(dim=2)    # [n, m], reused by the next step
+    value = (weights * distances).sum(dim=1)
     running = torch.ones(rows.shape[0], dtype=torch.bool)
     for _ in range(max_iter):
-        betas = weights / (rows - point.unsqueeze(1)).norm(dim=2).clamp(min=nu)
+        betas = weights / distances.clamp(min=nu)
         moved = torch.bmm(betas.unsqueeze(1), rows).squeeze(1) / betas.sum(dim=1, keepdim=True)
         point = torch.where(running[:, None], moved, point)
-        previous, value = value, torch.where(running, objective(point), value)
+        distances = (rows - point.unsqueeze(1)).norm(dim=2)
+        previous, value = value, torch.where(running, (weights * distances).sum(dim=1), value)
         running = running & ~((previous - value).abs() <= tol * value)
         if not bool(running.any()):
             break
