@@ -158,3 +158,19 @@ def test_distinct_victims_attacks_each_neighbour_once(tmp_path):
     victims = lambda s: [v["victim"] for v in s["privacy"]["per_victim"]]  # noqa: E731
     assert len(victims(every)) > len(set(victims(every)))      # this graph has shared neighbours
     assert sorted(victims(once)) == sorted(set(victims(every)))  # each of them once
+
+
+def test_feature_matching_keeps_each_samples_lowest_feature_loss_over_restarts(digits):
+    world, picked = digits
+    rows = torch.tensor([r for r, _ in picked[:3]])
+    target = world.features[rows]
+    prior = create("inversions", "feature_matching").prepare(world.public_images[:200], None, 0)
+    loss = lambda images: (world.backbone(images) - target).pow(2).sum(dim=1)  # noqa: E731
+    with torch.no_grad():
+        losses = {}
+        for restarts in (1, 3):
+            attack = create("inversions", "feature_matching", restarts=restarts, iterations=10, decoder_steps=50)
+            with torch.enable_grad():
+                images = attack.images_for(target, world.backbone, prior, torch.Generator().manual_seed(0))
+            losses[restarts] = loss(images)
+    assert (losses[3] <= losses[1] + 1e-6).all()   # restart 0 is the same start (u = f)
