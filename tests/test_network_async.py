@@ -251,3 +251,31 @@ def test_async_run_killed_by_sigkill_resumes_to_the_unbroken_final_row(tmp_path)
     run(None, resume=broken, progress=False)
     assert rows_at_kill < len(_rows(whole))  # it was killed mid-way
     assert _rows(broken) == _rows(whole)
+
+
+@pytest.mark.slow
+@pytest.mark.xdist_group("ray")
+def test_ray_async_run_stops_when_an_actor_restarted_empty(tmp_path):
+    ray = pytest.importorskip("ray")
+    from fedsim.engine.ray_backend import RayBackend
+    from fedsim.world import build_world
+    s = config.from_dict(_async_scenario(tmp_path, backend={"name": "ray", "peers_per_actor": 4}))
+    schedule = Schedule(s.topology.kind, s.topology.n_peers, s.seed, s.topology.args, s.topology.resample_every)
+    world = build_world(s, schedule)
+    started = not ray.is_initialized()
+    if started:
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    backend = RayBackend(world)
+    try:
+        engine = AsyncGossip(s, world, backend, schedule)
+        engine.step()
+        backend.evaluate(world.test_features, world.test_labels)  # all actors as they started
+        ray.kill(backend.actors[0], no_restart=False)  # Ray restarts it with the initial heads
+        with pytest.raises(RuntimeError, match="--resume"):
+            for _ in range(3):
+                engine.step()
+            backend.evaluate(world.test_features, world.test_labels)
+    finally:
+        backend.close()
+        if started and ray.is_initialized():
+            ray.shutdown()

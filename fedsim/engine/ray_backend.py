@@ -90,6 +90,10 @@ def _actor_errors() -> tuple:
                                                          "ActorDiedError") if hasattr(exceptions, name))
 
 
+_LOST = ("an actor died during {what} of an asynchronous run (its clock state cannot be restored "
+         "mid-run); continue it from its last checkpoint with --resume")
+
+
 def merge_states(states: list[dict]) -> dict:
     """One state of every peer from the states of several groups (ids ascending)."""
     ids = np.concatenate([s["ids"] for s in states])
@@ -139,7 +143,10 @@ class RayBackend:
                 scheduling_strategy=strategy, max_concurrency=1,
             ).remote(world_ref, ids, threads)
             self.actors.append(actor)
-        ray.get([a.pid.remote() for a in self.actors])  # actors up before round 1 is timed
+        self.pids = ray.get([a.pid.remote() for a in self.actors])  # actors up before round 1 is timed
+        # Asynchronous gossip keeps no per-tick snapshot to restore a dead actor from: the
+        # run stops instead and --resume continues it from its last checkpoint.
+        self.asynchronous = world.scenario.network is not None and world.scenario.network.mode == "async"
         self.adversary = self.actors[-1] if byz else None
         self.snapshot = None
         self.graph_refs: dict = {}
@@ -158,6 +165,8 @@ class RayBackend:
             try:
                 return call()
             except _actor_errors() as exc:
+                if self.asynchronous:
+                    raise RuntimeError(_LOST.format(what=what)) from exc
                 log.warning("warning: an actor died during %s (%s); restoring the round snapshot",
                             what, type(exc).__name__)
                 self._restore()
@@ -210,9 +219,21 @@ class RayBackend:
                 time.sleep(0.5)
 
     # ------------------------------------------- asynchronous gossip (fedsim.engine.async_engine)
+    def _check_actors(self, what: str) -> None:
+        """Stop an async run whose actors restarted (empty) since they started."""
+        try:
+            same = _ray().get([a.pid.remote() for a in self.actors]) == self.pids
+        except _actor_errors() as exc:
+            raise RuntimeError(_LOST.format(what=what)) from exc
+        if not same:
+            raise RuntimeError(_LOST.format(what=what))
+
     def train_async(self, tick: int, peers, draw_keys: dict):
         """As ``LocalBackend.train_async``: every actor trains its peers among ``peers``;
         the sent heads come back in ascending id order."""
+        return self._retrying(f"tick {tick}", lambda: self._train_async(tick, peers, draw_keys))
+
+    def _train_async(self, tick: int, peers, draw_keys: dict):
         ray = _ray()
         peers_ref, keys_ref = ray.put(np.asarray(peers, dtype=np.int64)), ray.put(draw_keys)
         parts = ray.get([a.train.remote(tick, active=peers_ref, draw_keys=keys_ref) for a in self.actors])
@@ -223,14 +244,14 @@ class RayBackend:
     def craft_async(self, tick: int, graph, byzantine, last_sent: torch.Tensor) -> dict:
         """As ``LocalBackend.craft_async``, on the adversary's actor."""
         active = np.union1d(np.asarray(byzantine, dtype=np.int64), np.asarray(self.world.honest_ids, dtype=np.int64))
-        return _ray().get(self.adversary.craft.remote(tick, graph, (np.arange(self.world.n_peers), last_sent),
-                                                      active=active))
+        return self._retrying(f"tick {tick}", lambda: _ray().get(self.adversary.craft.remote(
+            tick, graph, (np.arange(self.world.n_peers), last_sent), active=active)))
 
     def merge_async(self, tick: int, peers, received, mask, senders, ages, degrees) -> None:
         """Every actor merges its rows of what arrived (one object-store copy of each input)."""
         ray = _ray()
         refs = [ray.put(x) for x in (np.asarray(peers), received, mask, senders, ages, degrees)]
-        ray.get([a.merge.remote(tick, *refs) for a in self.actors])
+        self._retrying(f"tick {tick}", lambda: ray.get([a.merge.remote(tick, *refs) for a in self.actors]))
 
     def sent_heads(self, sent_refs, ids) -> torch.Tensor:
         """Rows ``ids`` of the heads sent this round (fetched by reference)."""
@@ -238,6 +259,8 @@ class RayBackend:
         return exchange.gather_sent(self.world.n_peers, sent)[torch.as_tensor(list(ids), dtype=torch.long)]
 
     def evaluate(self, features, labels, backdoor=None, target=None) -> dict:
+        if self.asynchronous:  # before a row is written: no actor restarted empty meanwhile
+            self._check_actors("evaluate")
         return self._retrying("evaluate", lambda: self._evaluate(features, labels, backdoor, target))
 
     def _evaluate(self, features, labels, backdoor=None, target=None) -> dict:
