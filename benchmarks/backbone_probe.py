@@ -6,13 +6,14 @@ default answers (docs/components.md, MobileNetV2 and GRU-SVM sections)::
     python benchmarks/backbone_probe.py digits cnn
     python benchmarks/backbone_probe.py digits mobilenetv2 --args '{"width": 0.5}' --epochs 30
     python benchmarks/backbone_probe.py digits gru --view sequences --seeds 0 1 2
-    python benchmarks/backbone_probe.py fashion_mnist mobilenetv2 --public-fraction 0.02
+    python benchmarks/backbone_probe.py fashion_mnist mobilenetv2 --subsample 10000 --public-fraction 0.1
 
 Prints one line per seed and the mean ± std. Pre-training runs with one thread, as in a run.
 """
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import time
 
@@ -26,9 +27,15 @@ from fedsim.models.heads import fit_head, head_logits
 
 
 def probe(dataset: str, backbone: str, args: dict, pretrain: dict, seed: int, view: str,
-          public_fraction: float = 0.2) -> tuple[float, float, float]:
-    """``(test accuracy of the probe, pre-training train accuracy, seconds)``."""
+          public_fraction: float = 0.2, subsample: int = 0) -> tuple[float, float, float]:
+    """``(test accuracy of the probe, pre-training train accuracy, seconds)``. ``subsample``
+    > 0 keeps the first ``subsample`` training and ``subsample // 5`` test samples (CPU time)."""
     data = load_dataset(dataset, seed=seed, view=view)
+    if subsample:
+        data = dataclasses.replace(data, train_images=data.train_images[:subsample],
+                                   train_labels=data.train_labels[:subsample],
+                                   test_images=data.test_images[:subsample // 5],
+                                   test_labels=data.test_labels[:subsample // 5])
     public, private = split_public(data.train_labels.numpy(), public_fraction, seed)
     start = time.perf_counter()
     fs = prepare_features(data, public, backbone=backbone, backbone_args=args, pretrain=pretrain, seed=seed)
@@ -50,14 +57,16 @@ def main() -> None:
     p.add_argument("--seeds", type=int, nargs="+", default=[0])
     p.add_argument("--public-fraction", type=float, default=0.2,
                    help="training share that pre-trains the backbone (the rest fits the probe)")
+    p.add_argument("--subsample", type=int, default=0,
+                   help="keep the first N training and N/5 test samples (0: all)")
     a = p.parse_args()
     pretrain = {"epochs": a.epochs, "lr": a.lr, "batch_size": a.batch_size}
     scores = []
     for seed in a.seeds:
         accuracy, train_accuracy, seconds = probe(a.dataset, a.backbone, json.loads(a.args), pretrain, seed, a.view,
-                                                   a.public_fraction)
+                                                   a.public_fraction, a.subsample)
         scores.append(accuracy)
-        print(f"{a.dataset} {a.backbone} {a.args} {pretrain} public {a.public_fraction} seed {seed}: probe test accuracy {accuracy:.4f} "
+        print(f"{a.dataset} {a.backbone} {a.args} {pretrain} public {a.public_fraction} subsample {a.subsample} seed {seed}: probe test accuracy {accuracy:.4f} "
               f"(pre-training train accuracy {train_accuracy:.3f}, {seconds:.0f} s)", flush=True)
     print(f"mean ± std over {len(scores)} seed(s): {np.mean(scores):.4f} ± {np.std(scores):.4f}")
 

@@ -70,8 +70,8 @@ def test_mobilenetv2_width_scales_channels_and_strides_adapt():
     def conv_channels(model):
         return [m.out_channels for m in model.modules() if isinstance(m, nn.Conv2d)]
 
-    full = build_backbone("mobilenetv2", (1, 28, 28))
-    half = build_backbone("mobilenetv2", (1, 28, 28), width=0.5)
+    full = build_backbone("mobilenetv2", (1, 28, 28), min_size=2)
+    half = build_backbone("mobilenetv2", (1, 28, 28), width=0.5, min_size=2)
     assert all(c % 8 == 0 for c in conv_channels(full) + conv_channels(half))
     assert conv_channels(full)[0] == 32 and conv_channels(half)[0] == 16   # stem 32 * width
     # widest conv: the expansion of the 96-channel stage's input, 64 * 6 (half width: 32 * 6)
@@ -87,13 +87,14 @@ def test_mobilenetv2_width_scales_channels_and_strides_adapt():
             x = layer(x)
         return tuple(x.shape[-2:])
 
-    # three stride-2 stages: 28 -> 14 -> 7 -> 4; 8 -> 4 -> 2, then the third keeps stride 1
+    # min_size 2, three stride-2 stages: 28 -> 14 -> 7 -> 4; 8 -> 4 -> 2, then the third keeps stride 1
     assert final_size(full.eval(), (1, 28, 28)) == (4, 4)
-    assert final_size(build_backbone("mobilenetv2", (1, 8, 8)).eval(), (1, 8, 8)) == (2, 2)
-    assert final_size(build_backbone("mobilenetv2", (1, 3, 3)).eval(), (1, 3, 3)) == (2, 2)
-    # min_size 8: 28 -> 14 -> 7 (7 <= 8: the third stride-2 stage keeps stride 1); 8x8 is never reduced
-    assert final_size(build_backbone("mobilenetv2", (1, 28, 28), min_size=8).eval(), (1, 28, 28)) == (7, 7)
-    assert final_size(build_backbone("mobilenetv2", (1, 8, 8), min_size=8).eval(), (1, 8, 8)) == (8, 8)
+    assert final_size(build_backbone("mobilenetv2", (1, 8, 8), min_size=2).eval(), (1, 8, 8)) == (2, 2)
+    assert final_size(build_backbone("mobilenetv2", (1, 3, 3), min_size=2).eval(), (1, 3, 3)) == (2, 2)
+    # the default min_size 8: 28 -> 14 -> 7 (7 <= 8: the third stride-2 stage keeps stride 1);
+    # 8x8 is never reduced
+    assert final_size(build_backbone("mobilenetv2", (1, 28, 28)).eval(), (1, 28, 28)) == (7, 7)
+    assert final_size(build_backbone("mobilenetv2", (1, 8, 8)).eval(), (1, 8, 8)) == (8, 8)
 
 
 def _toy_images(n=120, seed=0):

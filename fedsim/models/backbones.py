@@ -162,10 +162,10 @@ class MobileNetV2(nn.Module):
     that it is the feature size asked for (the paper likewise keeps its last conv at
     1280 for widths below 1). A stride-2 stage keeps stride 1 once the map is
     ``min_size`` pixels or smaller, so the spatial size never drops below ``min_size``
-    (2: 8x8 -> 2x2, 28x28 -> 4x4; 8: 8x8 stays 8x8, 28x28 -> 7x7).
+    (8, the default: 8x8 stays 8x8, 28x28 -> 7x7; 2: 8x8 -> 2x2, 28x28 -> 4x4).
     """
 
-    def __init__(self, input_shape: tuple, width: float, expansion: int, feature_dim: int, min_size: int = 2):
+    def __init__(self, input_shape: tuple, width: float, expansion: int, feature_dim: int, min_size: int):
         super().__init__()
         in_channels, height, width_px = _image_shape("mobilenetv2", input_shape)
         size = min(height, width_px)
@@ -190,9 +190,17 @@ class MobileNetV2(nn.Module):
 @declare({"width": Interval(float, 0, None, closed="neither"), "expansion": Interval(int, 1, None),
           "feature_dim": Interval(int, 1, None), "min_size": Interval(int, 1, None)})
 def mobilenetv2(input_shape: tuple, width: float = 1.0, expansion: int = 6, feature_dim: int = 64,
-                min_size: int = 2) -> nn.Module:
+                min_size: int = 8) -> nn.Module:
     """Reduced MobileNetV2 (:class:`MobileNetV2`). Defaults: ``width`` 1.0, ``expansion`` 6
-    (the paper's), ``feature_dim`` 64, ``min_size`` 2."""
+    (the paper's), ``feature_dim`` 64, ``min_size`` 8.
+
+    ``min_size`` 8 by measurement (docs/components.md, MobileNetV2 section; frozen
+    features scored by a softmax probe, public split 20 %, 3 seeds): on digits it keeps
+    the 8x8 map and gives 0.936 ± 0.004 where reducing it to 2x2 gave 0.876 ± 0.015 (the
+    cnn: 0.967 ± 0.007); pre-training at lr 1e-2 instead of 1e-3 adds two more points
+    (0.956 ± 0.006). On a 10,000-image Fashion-MNIST subset (one seed) 7x7 and 4x4 final
+    maps are within a point (0.780 and 0.774).
+    """
     return MobileNetV2(input_shape, float(width), expansion, feature_dim, min_size)
 
 
