@@ -74,7 +74,7 @@ def settings_document(rows: list[dict]) -> str:
     by_setting: dict = {}
     for row in rows:
         by_setting.setdefault(setting_name(row), []).append(row)
-    parts, summary, columns, wide_columns, wins = [], [], 0, 0, {}
+    parts, summary, columns, wide_columns, wins, lowest = [], [], 0, 0, {}, {}
     for name, setting_rows in by_setting.items():
         lines, (defenses, attacks, mean, spreads) = grid(setting_rows)
         attacked = [a for a in attacks if short(a) != "none"]
@@ -83,6 +83,10 @@ def settings_document(rows: list[dict]) -> str:
         columns, wide_columns = columns + len(attacked), wide_columns + len(wide)
         for a in attacked:
             wins[best[a]] = wins.get(best[a], 0) + 1
+        for d in defenses:
+            for a in attacks:
+                if d not in lowest or mean[(d, a)] < lowest[d][0]:
+                    lowest[d] = (mean[(d, a)], short(a), name)
         none = next(a for a in attacks if short(a) == "none")
         parts += [f"### {name}", "", *lines, ""]
         summary.append(
@@ -109,6 +113,8 @@ def settings_document(rows: list[dict]) -> str:
         f"- In all, {wide_columns} of {columns} attacked columns have a spread of {SPREAD * 100:.0f}+ points. "
         "Best defense of an attacked column, counted over the settings: "
         + ", ".join(f"{d} {n}" for d, n in sorted(wins.items(), key=lambda item: -item[1])) + ".",
+        "- Lowest cell of each defense over these settings (with or without attack): "
+        + "; ".join(f"{d} {v * 100:.1f} ({a}, {where})" for d, (v, a, where) in lowest.items()) + ".",
         "",
     ])
 
