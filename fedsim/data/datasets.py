@@ -467,7 +467,7 @@ def load_kyoto2013(*, root: Optional[str] = None, seed: int = 0, test_fraction: 
     """The Kyoto University honeypot traffic data of 2013 (Song et al. 2011's Kyoto 2006+
     format), prepared as GRU-SVM does: Agarap (2017), "A Neural Network Architecture
     Combining Gated Recurrent Unit (GRU) and Support Vector Machine (SVM) for Intrusion
-    Detection in Network Traffic Data", section 2.1 and the authors' dataset/*.py.
+    Detection in Network Traffic Data" (its data preparation) and the authors' dataset/*.py.
 
     Reads every ``*.txt`` (tab-separated, as published) and ``*.csv`` (comma-separated,
     as the authors convert them) file under ``data.root`` (the data is not bundled:

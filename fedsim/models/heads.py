@@ -156,7 +156,7 @@ class SoftmaxHead(Head):
 class L2SVMHead(Head):
     """The L2-SVM output layer of GRU-SVM: Agarap (2017), "A Neural Network Architecture
     Combining Gated Recurrent Unit (GRU) and Support Vector Machine (SVM) for Intrusion
-    Detection in Network Traffic Data", section 2.3, after Tang (2013)::
+    Detection in Network Traffic Data" (its L2-SVM formulation), after Tang (2013)::
 
         min_W  0.5 ||W||^2 + C sum_n sum_c max(0, 1 - t_nc z_nc)^2,   t_nc = 2 [c == y_n] - 1
 
