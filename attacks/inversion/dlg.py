@@ -120,7 +120,18 @@ class IDLG(DLG):
 
         min_{x'} || T(replay(H0, backbone(x'), y) - H0) - (H1 - H0) ||^2
 
-    with L-BFGS from ``x' ~ N(0, 1)``, as DLG (the same parameters and defaults).
+    with L-BFGS from ``x' ~ N(0, 1)``, as DLG.
+
+    Parameters
+    ----------
+    iterations : int >= 1, default 100
+        L-BFGS iterations (for CPU speed, as DLG).
+    lr : float > 0, default 1
+        L-BFGS step size (the paper's).
+    restarts : int >= 1, default 1
+        Independent starts; the one with the smallest distance wins.
+    history_size : int >= 1, default 100
+        L-BFGS history.
 
     References
     ----------

@@ -116,8 +116,16 @@ class FeatureDecoder(_FeatureSpaceAttack):
 
     Parameters
     ----------
-    feature_iterations, feature_lr, feature_restarts, kept_only, decoder_steps
-        As :class:`FeatureRetrieval` (defaults 300, 0.05, 2, False, 2000).
+    feature_iterations : int >= 1, default 300
+        Adam steps of the feature search (unused for one SGD sample: exact recovery).
+    feature_lr : float > 0, default 0.05
+        Its step size, relative to the mean public feature entry.
+    feature_restarts : int >= 1, default 2
+        Starts of the feature search (features of random public images).
+    kept_only : bool, default False
+        Top-k-aware: match only the sent entries, labels from their signs.
+    decoder_steps : int >= 1, default 2000
+        Training steps of the public decoder (built with the public features).
 
     References
     ----------
@@ -169,8 +177,16 @@ class FeatureMatching(_FeatureSpaceAttack):
         Starts (1: from the recovered features alone).
     tv_weight : float >= 0, default 1e-2
         Weight of the total variation (Geiping et al.'s anisotropic TV, per image).
-    feature_iterations, feature_lr, feature_restarts, kept_only, decoder_steps
-        Stage 1, as :class:`FeatureRetrieval` (defaults 300, 0.05, 2, False, 2000).
+    feature_iterations : int >= 1, default 300
+        Adam steps of the feature search (unused for one SGD sample: exact recovery).
+    feature_lr : float > 0, default 0.05
+        Its step size, relative to the mean public feature entry.
+    feature_restarts : int >= 1, default 2
+        Starts of the feature search (features of random public images).
+    kept_only : bool, default False
+        Top-k-aware: match only the sent entries, labels from their signs.
+    decoder_steps : int >= 1, default 2000
+        Training steps of the public decoder (built with the public features).
 
     Notes
     -----
