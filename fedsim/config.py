@@ -627,7 +627,7 @@ def check_semantics(s: Scenario, source: str) -> None:
     _check_args(source, "topology.args", "topologies", s.topology.kind, s.topology.args, RunFacts(n_peers=n))
     from fedsim.topology import TopologyError, build
     try:
-        graph = build(s.topology.kind, n, s.seed, dict(s.topology.args))  # the run reuses it
+        graph = build(s.topology.kind, n, s.seed, dict(s.topology.args), keep=True)  # the run takes it over
     except TypeError as exc:
         raise ScenarioError(f"{source}: topology.args: {exc}") from None
     except (TopologyError, ValueError) as exc:

@@ -172,20 +172,23 @@ def edgelist(n_peers: int, seed: int = 0, *, path: str) -> nx.Graph:
     return graph
 
 
-_last_built: dict = {}
+_handed_over: dict = {}
 
 
-def build(kind: str, n_peers: int, seed: int, args: dict) -> nx.Graph:
-    """The graph of builder ``kind``. The last one built is kept and returned again for
-    the same arguments: validation (``fedsim.config``) and the run's schedule both build
-    round 1's graph, which takes seconds from 100,000 peers on. Graphs are not changed
-    after they are built."""
+def build(kind: str, n_peers: int, seed: int, args: dict, keep: bool = False) -> nx.Graph:
+    """The graph of builder ``kind``. ``keep=True`` (scenario validation) keeps it for
+    the next build with the same arguments, which takes it over instead of building it
+    again (the run's schedule: round 1's graph takes seconds from 100,000 peers on). A
+    kept graph serves one build only, so a run that starts later (a resume, an edge list
+    rewritten meanwhile) builds afresh. Graphs are not changed after they are built."""
     key = (kind, n_peers, seed, repr(sorted(args.items())))
-    if key not in _last_built:
+    graph = _handed_over.pop(key, None)
+    if graph is None:
         graph = create("topologies", kind, n_peers, seed=seed, **args)
-        _last_built.clear()
-        _last_built[key] = graph
-    return _last_built[key]
+    if keep:
+        _handed_over.clear()
+        _handed_over[key] = graph
+    return graph
 
 
 class Schedule:

@@ -36,11 +36,13 @@ def test_neighbour_matrix_rows_are_each_peers_sorted_neighbours(graph):
         assert ids[i, :len(nbrs)].tolist() == nbrs and (ids[i, len(nbrs):] == -1).all()
 
 
-def test_build_returns_the_graph_it_built_last_for_the_same_arguments():
-    first = build("random_regular", 30, 5, {"degree": 4})
-    assert build("random_regular", 30, 5, {"degree": 4}) is first
-    other = build("random_regular", 30, 6, {"degree": 4})
-    assert other is not first
+def test_a_kept_graph_serves_the_next_build_with_the_same_arguments_once():
+    kept = build("random_regular", 30, 5, {"degree": 4}, keep=True)       # validation
+    assert build("random_regular", 30, 5, {"degree": 4}) is kept           # the run's schedule
+    again = build("random_regular", 30, 5, {"degree": 4})                  # built afresh
+    assert again is not kept and sorted(again.edges) == sorted(kept.edges)
+    build("random_regular", 30, 5, {"degree": 4}, keep=True)
+    other = build("random_regular", 30, 6, {"degree": 4})                  # other arguments
     assert sorted(other.edges) == sorted(nx.random_regular_graph(4, 30, seed=6).edges)
 
 
