@@ -580,8 +580,10 @@ def check_sizes(s: Scenario, source: str, memory: int | None = None) -> None:
     """Refuse sizes that cannot fit in this machine's memory before anything is built.
 
     Estimates (float32 = 4 bytes): heads ``n * C * (D + 1) * 4`` (the engine holds at
-    least 3 such tensors: heads, sent, merged); one round's mini-batches
-    ``n * local_steps * batch_size * (4 D + 16)`` (gathered features, draws, indices);
+    least 3 such tensors: heads, sent, merged); one round's batch draws
+    ``n * local_steps * batch_size * 24`` (uniform draws, positions, rows) plus one peer's
+    batch features ``local_steps * batch_size * 4 (D + 1)`` (training gathers them in
+    chunks of peers; README "Memory model");
     the synthetic dataset ``n_samples * dim * 24`` (three float64 arrays while drawing).
     ``C`` is ``data.args.n_classes`` or 10, ``D`` the backbone's feature_dim.
     """
@@ -597,7 +599,7 @@ def check_sizes(s: Scenario, source: str, memory: int | None = None) -> None:
     if 3 * heads > memory:
         raise ScenarioError(f"{source}: topology.n_peers: {n} peers need ~{gb(heads)} for heads alone "
                             f"(~{gb(3 * heads)} with the engine's copies); {have}")
-    batches = n * t.local_steps * t.batch_size * (4 * dim + 16)
+    batches = n * t.local_steps * t.batch_size * 24 + t.local_steps * t.batch_size * 4 * (dim + 1)
     if batches > memory:
         key = "local_steps" if t.local_steps >= t.batch_size else "batch_size"
         raise ScenarioError(f"{source}: training.{key}: {t.local_steps} local steps of batch_size {t.batch_size} "
