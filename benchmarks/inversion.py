@@ -9,8 +9,16 @@ round 1 (at least 16 victims per cell; the script raises the curious count if a 
 gives fewer). Cells: PSNR (dB) / SSIM / label accuracy / label-multiset accuracy,
 images paired with the true ones by the Hungarian method.
 
-    python benchmarks/inversion.py            # the full benchmark (~30 min on 2 cores)
+    python benchmarks/inversion.py            # the seed-0 tables of the four original attacks (~30 min on 2 cores)
     python benchmarks/inversion.py --quick    # a tiny smoke test (digits, few iterations)
+    python benchmarks/inversion.py --section feature-space --settings 1x1     # 3 seeds, both datasets
+    python benchmarks/inversion.py --section feature-space --datasets digits --settings 4x1 32x10 \
+        --attacks retrieval decoder feature_matching
+    python benchmarks/inversion.py --section feature-space --datasets digits --settings 1x1 \
+        --attacks decoder feature_matching gifd --topk                      # the top-k-aware attacker
+    python benchmarks/inversion.py --section privacy-utility                 # accuracy vs epsilon vs PSNR
+
+Each command rewrites only its own marked section of docs/inversion.md.
 """
 from __future__ import annotations
 
@@ -264,6 +272,7 @@ def strong_section(datasets, settings, seeds, attacks, quick: bool, defense: tup
     return head + "\n" + "\n".join(parts)
 
 
+SEED0_MARKERS = "<!-- seed-0 tables: begin -->", "<!-- seed-0 tables: end -->"
 UTILITY_STUDY = ROOT / "scenarios" / "studies" / "privacy_utility.yaml"
 UTILITY_BEGIN, UTILITY_END = "<!-- privacy-utility section: begin -->", "<!-- privacy-utility section: end -->"
 
@@ -400,7 +409,8 @@ def main() -> None:
     minutes = (time.perf_counter() - t_start) / 60
     print(f"total {minutes:.1f} min")
     if out:
-        Path(out).write_text(render(sections, minutes, bench))
+        from _common import write_section
+        write_section(Path(out), *SEED0_MARKERS, render(sections, minutes, bench), after="# Gradient inversion benchmark")
         print(f"wrote {out}")
 
 
@@ -419,7 +429,7 @@ def render(sections, minutes: float, bench: Bench) -> str:
     return "\n".join(parts)
 
 
-HEADER = """# Gradient inversion benchmark
+HEADER = """## The four original attacks, seed 0
 
 Regenerate (about {minutes:.0f} minutes on 2 CPU cores shared with another job; the first run also
 pre-trains the backbones and the attack generators, which are then cached):
