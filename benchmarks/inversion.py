@@ -255,13 +255,14 @@ def strong_section(datasets, settings, seeds, attacks, quick: bool, defense: tup
                          f"per seed {', '.join(f'{x:+.2f}' for x in gain)}.\n")
             parts.append(text)
     setting_args = " ".join(f"{b}x{s}" for b, s in settings)
+    dataset_args = "" if set(datasets) == set(DATASETS) else " --datasets " + " ".join(datasets)
     names_run = list(dict.fromkeys(n for n, _ in attacks))
     attack_args = "" if len(names_run) == len(STRONG_ATTACKS) else " --attacks " + " ".join(names_run)
     against = "" if defense[0] == "none" else f", against {defense_label(defense)} (adaptive attacker)"
     defense_arg = "" if defense[0] == "none" else " --topk"
     head = (f"## Feature-space attacks, batch x steps {setting_args}{against}, seeds {', '.join(map(str, seeds))}\n\n"
             "Regenerate this section (one torch thread):\n\n"
-            f"    python benchmarks/inversion.py --section feature-space --settings {setting_args}"
+            f"    python benchmarks/inversion.py --section feature-space{dataset_args} --settings {setting_args}"
             f"{attack_args}{defense_arg}\n\n"
             "The settings of the tables below (20 peers, 6 curious peers, 4 victims each, round 1), "
             "with each victim counted once (several curious peers may attack the same neighbour): "
