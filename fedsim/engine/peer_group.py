@@ -328,8 +328,9 @@ class PeerGroup:
                 ctxs = [self.context(round_, int(idx[r]), senders[r], mask[r], claimed, degrees, is_byz_sender,
                                      None if ages is None else (ages[0][r][mask[r]], ages[1][r][mask[r]]))
                         for r in honest_rows]
-            out[honest_rows] = self.defense.aggregate_group(own[honest_rows], received[honest_rows],
-                                                            mask[honest_rows], ctxs)
+            # No Byzantine row: the defense gets the chunk itself, not a copy of every row.
+            rows = slice(None) if len(byz_rows) == 0 else honest_rows
+            out[rows] = self.defense.aggregate_group(own[rows], received[rows], mask[rows], ctxs)
         return out.to(self.device)
 
     def context(self, round_: int, row: int, senders: torch.Tensor, mask: torch.Tensor, claimed: torch.Tensor,
