@@ -56,7 +56,8 @@ def main() -> None:
             reports = [run_child(scenario(n, args.rounds, topology)) for _ in range(args.repeats)]
             per_round = statistics.median(r["rounds_time_s"] / r["rounds"] for r in reports)
             peak = max(r["peak_mib"] for r in reports)
-            speedup = f" ({FLOWER_S_PER_ROUND[n] / per_round:.1f}x faster)" if n in FLOWER_S_PER_ROUND else ""
+            ratio = FLOWER_S_PER_ROUND[n] / per_round if n in FLOWER_S_PER_ROUND else None
+            speedup = "" if ratio is None else f" ({ratio:.1f}x faster)" if ratio >= 1 else f" ({1 / ratio:.1f}x slower)"
             row += [f"{per_round:.4f}{speedup}", f"{peak:.0f}"]
         rows.append(row)
         print(f"done {n}", file=sys.stderr)
