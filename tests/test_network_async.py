@@ -279,3 +279,21 @@ def test_ray_async_run_stops_when_an_actor_restarted_empty(tmp_path):
         backend.close()
         if started and ray.is_initialized():
             ray.shutdown()
+
+
+def test_async_numbers_do_not_depend_on_the_thread_count(tmp_path):
+    # A tick trains few peers; with more threads than peers a batched matmul is split
+    # inside each product, which moved the last bits (1e-9) between a run and its
+    # resumption in a process with another thread count. Subsets train with one thread.
+    import torch
+    s = _async_scenario(tmp_path)
+    before = torch.get_num_threads()
+    rows = {}
+    try:
+        for threads in (1, 2):
+            torch.set_num_threads(threads)
+            _, out = run(s, out=tmp_path / f"threads{threads}", progress=False)
+            rows[threads] = _rows(out)
+    finally:
+        torch.set_num_threads(before)
+    assert rows[1] == rows[2]

@@ -18,6 +18,7 @@ from fedsim.engine import exchange
 from fedsim.api import PeerContext
 from fedsim import functional as F
 from fedsim.world import World
+from fedsim.models.features import one_thread
 from fedsim.models.heads import head_logits, log_partition, with_bias_column
 
 # Upper bound on the padded received tensor of one aggregation chunk.
@@ -169,7 +170,19 @@ class PeerGroup:
         ones, are gathered once into one contiguous buffer ``[steps, peers, B, D+1]``;
         each step is then two batched matmuls and the loss's logit gradient
         (``Head.grad``), updated in place. A peer's numbers do not depend on its chunk.
+
+        A subset (asynchronous gossip, sampled participation) trains with one torch
+        thread: a batched matmul over few peers is split inside each product when there
+        are more threads than peers, so its last bits would depend on the machine's
+        thread count (and differ between a run and its resumption in another process);
+        with one thread they do not. The full-group path is unchanged.
         """
+        if rows is None:
+            return self._train(round_, rows, draw_keys)
+        with one_thread():
+            return self._train(round_, rows, draw_keys)
+
+    def _train(self, round_: int, rows: Optional[torch.Tensor], draw_keys: Optional[np.ndarray]) -> torch.Tensor:
         w, t = self.world, self.training
         ids = self.ids if rows is None else self.ids[rows.numpy()]
         previous = self.heads.clone() if rows is None else self.heads[rows]
