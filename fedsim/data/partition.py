@@ -163,6 +163,25 @@ def shards(labels, n_peers: int, seed: int, classes_per_peer: int = 2) -> list[n
                    for p in range(n_peers))
 
 
+def _deal_classes(labels: np.ndarray, holders, n_peers: int, draw, name: str, hint: str) -> list[np.ndarray]:
+    """Each class's shuffled samples split evenly among ``holders[c]`` (the peers holding
+    class ``c``), classes in order, one permutation each from ``draw``; a present class
+    nobody holds, or with fewer samples than holders, is a ``ValueError`` naming ``name``
+    (``hint`` says what to raise)."""
+    parts: list[list[np.ndarray]] = [[] for _ in range(n_peers)]
+    for c in range(len(holders)):
+        idx = np.flatnonzero(labels == c)
+        if len(idx) == 0:
+            continue
+        if len(holders[c]) == 0:
+            raise ValueError(f"{name}: class {c} is held by no peer {hint}")
+        if len(idx) < len(holders[c]):
+            raise ValueError(f"{name}: class {c} has {len(idx)} samples for {len(holders[c])} peers")
+        for peer, piece in zip(holders[c], np.array_split(draw.permutation(idx), len(holders[c]))):
+            parts[peer].append(piece)
+    return _sorted(np.concatenate(p) if p else _EMPTY for p in parts)
+
+
 @register("partitions", "cyclic")
 def cyclic(labels, n_peers: int, seed: int, classes_per_peer: int = 4) -> list[np.ndarray]:
     """The non-iid split of Bristle (Verbraeken, de Vos, Pouwelse 2021, "Bristle: decentralized
@@ -185,20 +204,8 @@ def cyclic(labels, n_peers: int, seed: int, classes_per_peer: int = 4) -> list[n
     for peer in range(n_peers):
         for j in range(k):
             holders[(peer + j) % n_classes].append(peer)
-    draw = rng.sequence(seed)
-    parts: list[list[np.ndarray]] = [[] for _ in range(n_peers)]
-    for c in range(n_classes):
-        idx = np.flatnonzero(labels == c)
-        if len(idx) == 0:
-            continue
-        if not holders[c]:
-            raise ValueError(f"cyclic: class {c} is held by no peer ({n_peers} peers x "
-                             f"classes_per_peer {k} < {n_classes} classes); raise either")
-        if len(idx) < len(holders[c]):
-            raise ValueError(f"cyclic: class {c} has {len(idx)} samples for {len(holders[c])} peers")
-        for peer, piece in zip(holders[c], np.array_split(draw.permutation(idx), len(holders[c]))):
-            parts[peer].append(piece)
-    return _sorted(np.concatenate(p) if p else _EMPTY for p in parts)
+    return _deal_classes(labels, holders, n_peers, rng.sequence(seed), "cyclic",
+                         f"({n_peers} peers x classes_per_peer {k} < {n_classes} classes); raise either")
 
 
 @register("partitions", "label_groups")
@@ -274,20 +281,8 @@ def drift(labels, n_peers: int, seed: int, classes_per_peer: int = 2, phases: in
         raise ValueError(f"drift: stagger must be >= 0; got {stagger}")
     held = drift_classes(np.arange(n_peers)[:, None], np.arange(phases)[None, :], n_classes, k, stagger)
     holders = [np.flatnonzero((held.reshape(n_peers, -1) == c).any(axis=1)) for c in range(n_classes)]
-    draw = rng.sequence(seed)
-    parts: list[list[np.ndarray]] = [[] for _ in range(n_peers)]
-    for c in range(n_classes):
-        idx = np.flatnonzero(labels == c)
-        if len(idx) == 0:
-            continue
-        if len(holders[c]) == 0:
-            raise ValueError(f"drift: class {c} is held by no peer ({n_peers} peers); raise n_peers, "
-                             f"classes_per_peer, phases or stagger")
-        if len(idx) < len(holders[c]):
-            raise ValueError(f"drift: class {c} has {len(idx)} samples for {len(holders[c])} peers")
-        for peer, piece in zip(holders[c], np.array_split(draw.permutation(idx), len(holders[c]))):
-            parts[peer].append(piece)
-    return _sorted(np.concatenate(p) if p else _EMPTY for p in parts)
+    return _deal_classes(labels, holders, n_peers, rng.sequence(seed), "drift",
+                         f"({n_peers} peers); raise n_peers, classes_per_peer, phases or stagger")
 
 
 def local_test_split(indices, labels, test_per_class: int, seed) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
