@@ -1,9 +1,9 @@
 """The cluster sizing rule of the README ("about as many actors as the cluster has cores;
-each actor runs its peers' tensor operations with total CPUs / actors threads"; actors
-spread over the nodes) checked on a two-node ``ray.cluster_utils.Cluster``."""
+each actor runs its peers' tensor operations with total CPUs / actors threads") checked on
+a two-node ``ray.cluster_utils.Cluster``. Where the actors land is not asserted: the
+round-robin placement is a soft node affinity, and on these small raylets Ray was seen to
+put 4 actors 2 + 2, 3 + 1 and 4 + 0 (README "Running on Ray")."""
 import time
-from collections import Counter
-
 import pytest
 import torch
 
@@ -17,7 +17,7 @@ def actor_threads(actor) -> int:
     return ray.get(actor.__ray_call__.remote(lambda host: torch.get_num_threads()))
 
 
-def test_actors_get_the_clusters_cpus_shared_out_and_alternate_nodes():
+def test_actors_get_the_clusters_cpus_shared_out():
     from fedsim.config import from_dict
     from fedsim.engine.ray_backend import RayBackend
     from fedsim.topology import Schedule
@@ -31,8 +31,6 @@ def test_actors_get_the_clusters_cpus_shared_out_and_alternate_nodes():
         while ray.available_resources().get("CPU", 0) < 4 and time.time() < deadline:
             time.sleep(0.2)
         # 8 peers: 4 per actor -> 2 actors of 4 / 2 = 2 threads; 2 per actor -> 4 actors of 1.
-        # Placement is checked on the 4 actors: 2 actors on these 2-CPU raylets were seen
-        # both on one node (Ray's soft node affinity gave way; README "Running on Ray").
         for peers_per_actor, actors, threads in [(4, 2, 2), (2, 4, 1)]:
             s = from_dict(tiny_scenario(backend={"name": "ray", "peers_per_actor": peers_per_actor,
                                                  "address": cluster.address}))
@@ -40,9 +38,6 @@ def test_actors_get_the_clusters_cpus_shared_out_and_alternate_nodes():
             try:
                 assert len(backend.actors) == actors
                 assert [actor_threads(a) for a in backend.actors] == [threads] * actors
-                if actors == 4:
-                    nodes = Counter(ray.get([a.node.remote() for a in backend.actors]))
-                    assert len(nodes) == 2, nodes          # both nodes used (seen: 2 + 2 and 3 + 1)
             finally:
                 backend.close()
     finally:
