@@ -32,35 +32,26 @@ def purpose_code(purpose: str) -> int:
     return zlib.crc32(purpose.encode())
 
 
-def keys(seed: int, peer_ids, round_: int, purpose: str) -> np.ndarray:
-    """uint64 key per peer id for ``(seed, peer, round, purpose)``."""
+def keys(seed: int, peer_ids, round_, purpose: str) -> np.ndarray:
+    """uint64 key per peer id for ``(seed, peer, round, purpose)``; ``round_`` one int, or
+    one per peer (draws of peers at different points of their own schedules, as in
+    asynchronous gossip)."""
     peers = np.asarray(peer_ids, dtype=np.int64).astype(np.uint64)
+    rounds = np.asarray(round_, dtype=np.int64).astype(np.uint64)  # two's complement, as & 2**64 - 1
     h = _splitmix(np.full(peers.shape, np.uint64(seed & 0xFFFFFFFFFFFFFFFF)))
     h = _splitmix(h ^ peers)
-    h = _splitmix(h ^ np.uint64(round_ & 0xFFFFFFFFFFFFFFFF))
+    h = _splitmix(h ^ rounds)
     return _splitmix(h ^ np.uint64(purpose_code(purpose)))
 
 
-def uniform(seed: int, peer_ids, round_: int, purpose: str, count: int) -> np.ndarray:
-    """``[len(peer_ids), count]`` float64 uniforms in [0, 1), one row per peer."""
+def uniform(seed: int, peer_ids, round_, purpose: str, count: int) -> np.ndarray:
+    """``[len(peer_ids), count]`` float64 uniforms in [0, 1), one row per peer; ``round_``
+    one int or one per peer (:func:`keys`)."""
     k = keys(seed, peer_ids, round_, purpose)
     counters = np.arange(count, dtype=np.uint64)
     with np.errstate(over="ignore"):
         bits = _splitmix(k[:, None] ^ (counters[None, :] * _GOLDEN))
     return (bits >> np.uint64(11)).astype(np.float64) * (1.0 / (1 << 53))
-
-
-def uniform_keyed(seed: int, peer_ids, rounds, purpose: str, count: int) -> np.ndarray:
-    """``[len(peer_ids), count]`` uniforms, row ``i`` keyed ``(seed, peer_ids[i], rounds[i],
-    purpose)``: :func:`uniform` with one round per row (draws of peers at different
-    points of their own schedules, as in asynchronous gossip)."""
-    peer_ids = np.asarray(peer_ids, dtype=np.int64)
-    rounds = np.asarray(rounds, dtype=np.int64)
-    out = np.empty((len(peer_ids), count))
-    for round_ in np.unique(rounds):
-        same = rounds == round_
-        out[same] = uniform(seed, peer_ids[same], int(round_), purpose, count)
-    return out
 
 
 def seed_for(seed: int, peer_id: int, round_: int, purpose: str) -> int:

@@ -40,15 +40,10 @@ def batch_positions(world: World, peer_ids: np.ndarray, round_: int,
     counts = world.peers.train_count()[ids]
     starts = world.peers.train_offsets[:-1][ids]
     count = t.local_steps * t.batch_size
-    if draw_keys is None:
-        u = rng.uniform(world.seed, peer_ids, round_, "batch", count)
-    else:
+    if draw_keys is not None:
         draw_keys = np.asarray(draw_keys, dtype=np.int64)
-        u = np.empty((len(ids), count))
-        for key in np.unique(draw_keys):
-            same = draw_keys == key
-            u[same] = rng.uniform(world.seed, np.asarray(peer_ids)[same], int(key), "batch", count)
-    u = torch.as_tensor(u)
+    u = torch.as_tensor(rng.uniform(world.seed, peer_ids, round_ if draw_keys is None else draw_keys,
+                                    "batch", count))
     order = None
     if world.scenario.data.partition.kind == "drift":
         keys = np.full(len(ids), round_, dtype=np.int64) if draw_keys is None else draw_keys

@@ -35,4 +35,4 @@ def lost(loss: float, seed: int, senders, receivers, n_peers: int, counts) -> np
     if loss == 0 or len(senders) == 0:
         return np.zeros(len(senders), dtype=bool)
     counts = np.broadcast_to(np.asarray(counts, dtype=np.int64), senders.shape)
-    return rng.uniform_keyed(seed, link_ids(senders, receivers, n_peers), counts, "loss", 1)[:, 0] < loss
+    return rng.uniform(seed, link_ids(senders, receivers, n_peers), counts, "loss", 1)[:, 0] < loss
