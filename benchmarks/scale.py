@@ -16,7 +16,7 @@ honest peer; ``set-up`` is everything before the first round (data, features, gr
 world, backend).
 
     python benchmarks/scale.py [--rounds 100] [--repeats 3] [--sizes 100 1000 10000]
-                               [--dataset fashion_mnist|synthetic]
+                               [--dataset fashion_mnist|synthetic] [--kernel exact fast]
 """
 from __future__ import annotations
 
@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import run_child, table  # noqa: E402
 
 
-def scenario(n_peers: int, rounds: int, dataset: str = "fashion_mnist") -> dict:
+def scenario(n_peers: int, rounds: int, dataset: str = "fashion_mnist", kernel: str = "exact") -> dict:
     data = {"dataset": "fashion_mnist", "test_per_class": 0, "partition": {"kind": "iid"}}
     model = {"backbone": "cnn"}
     if dataset == "synthetic":
@@ -39,7 +39,7 @@ def scenario(n_peers: int, rounds: int, dataset: str = "fashion_mnist") -> dict:
     return {
         "name": f"scale-{dataset}-{n_peers}", "seed": 0, "rounds": rounds, "eval_every": rounds, "eval_samples": 1000,
         "data": data, "model": model,
-        "training": {"optimizer": "sgd", "lr": 0.05, "local_steps": 10, "batch_size": 32},
+        "training": {"optimizer": "sgd", "lr": 0.05, "local_steps": 10, "batch_size": 32, "kernel": kernel},
         "topology": {"kind": "random_regular", "n_peers": n_peers, "args": {"degree": 8}},
         "defense": {"name": "mean"},
     }
@@ -51,20 +51,22 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--sizes", type=int, nargs="+", default=[100, 1000, 10000])
     p.add_argument("--dataset", choices=["fashion_mnist", "synthetic"], default="fashion_mnist")
+    p.add_argument("--kernel", choices=["exact", "fast"], nargs="+", default=["exact", "fast"],
+                   help="training.kernel of the runs (one row per size and kernel)")
     args = p.parse_args()
     if args.dataset == "fashion_mnist":
         run_child(scenario(100, 1))  # warm the feature cache so no size pays for pre-training
     rows = []
-    for n in args.sizes:
-        reports = [run_child(scenario(n, args.rounds, args.dataset)) for _ in range(args.repeats)]
+    for n, kernel in [(n, k) for n in args.sizes for k in args.kernel]:
+        reports = [run_child(scenario(n, args.rounds, args.dataset, kernel)) for _ in range(args.repeats)]
         per_round = statistics.median(r["rounds_time_s"] / r["rounds"] for r in reports)
         evaluation = statistics.median(r["loop_time_s"] - r["rounds_time_s"] for r in reports)
         setup = statistics.median(r["setup_s"] for r in reports)
-        rows.append([n, args.rounds, f"{per_round:.4f}", f"{per_round * args.rounds:.1f}", f"{evaluation:.1f}",
+        rows.append([n, kernel, args.rounds, f"{per_round:.4f}", f"{per_round * args.rounds:.1f}", f"{evaluation:.1f}",
                      f"{setup:.1f}", f"{max(r['peak_mib'] for r in reports):.0f}", f"{reports[0]['accuracy']:.4f}"])
-        print(f"done {n}", file=sys.stderr)
+        print(f"done {n} {kernel}", file=sys.stderr)
     print(f"{args.dataset}, random 8-regular, mean, {args.rounds} rounds, median of {args.repeats}")
-    print(table(["peers", "rounds", "s/round (median)", "s rounds", "s eval", "s set-up", "peak RSS MiB",
+    print(table(["peers", "kernel", "rounds", "s/round (median)", "s rounds", "s eval", "s set-up", "peak RSS MiB",
                  "final acc"], rows))
 
 

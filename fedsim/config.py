@@ -113,6 +113,9 @@ class Training(_Strict):
     migu_quantile: float = Field(0.0, ge=0, lt=1, description="MIGU (Du et al. 2024): each local step updates only "
                                  "the head rows whose L1-normalised output magnitude on the batch is at least "
                                  "this quantile of the peer's rows (0 = off)")
+    kernel: Literal["exact", "fast"] = Field("exact", description="local training's step: exact (the numbers of "
+                                             "earlier releases, bit for bit) or fast (class-major logits, about 0.6 "
+                                             "of the time; the same numbers to float32 rounding)")
 
 
 class Topology(_Strict):

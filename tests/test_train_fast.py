@@ -48,3 +48,48 @@ def test_logit_gradients_equal_the_one_hot_formulas():
     assert torch.equal(SoftmaxHead().logit_grad(logits, labels), torch.softmax(logits, dim=-1) - one_hot)
     t = 2.0 * one_hot - 1.0
     assert torch.equal(L2SVMHead()._targets(logits, labels), t)
+
+
+@pytest.mark.parametrize("head_fn", [SoftmaxHead(), L2SVMHead(C=0.7)])
+@pytest.mark.parametrize("extras", [{}, {"z_loss": 0.05}, {"logit_scale": True}])
+def test_class_major_gradient_equals_autograd(head_fn, extras):
+    """``training.kernel: fast`` computes the logits class-major: its logits and gradient
+    are the loss's (autograd on the per-sample loss, float64) for both heads, with FedRS's
+    logit scale and the z-loss."""
+    g = torch.Generator().manual_seed(5)
+    heads = torch.randn(3, 4, 6, dtype=torch.float64, generator=g)
+    inputs = torch.cat([torch.randn(3, 8, 5, dtype=torch.float64, generator=g),
+                        torch.ones(3, 8, 1, dtype=torch.float64)], dim=-1)
+    labels = torch.randint(0, 4, (3, 8), generator=g)
+    scale = torch.tensor([[1.0, 0.5, 1.0, 0.0]] * 3, dtype=torch.float64) if extras.get("logit_scale") else None
+    z_loss = extras.get("z_loss", 0.0)
+    logits, grad = head_fn.grad(heads, inputs, labels, scale, z_loss, class_major=True)
+
+    leaf = heads.clone().requires_grad_(True)
+    z = inputs @ leaf.transpose(-1, -2)
+    if scale is not None:
+        z = z * scale.unsqueeze(-2)
+    per_sample = head_fn.loss(z, labels) + z_loss * torch.logsumexp(z, dim=-1) ** 2
+    loss = per_sample.mean(dim=-1)
+    penalty = head_fn.penalty(leaf, labels.shape[-1])
+    total = (loss if penalty is None else loss + penalty[0]).sum()
+    total.backward()
+    assert logits.shape == (3, 8, 4)
+    assert torch.allclose(logits, z.detach(), rtol=0, atol=1e-12)
+    assert torch.allclose(grad, leaf.grad, rtol=0, atol=1e-12)
+
+
+def test_fast_kernel_trains_like_the_exact_one_to_float32_rounding():
+    """The two kernels give the same heads to float32 rounding after two rounds of 3
+    steps on every peer, and the default is the exact one."""
+    world = make_world()
+    runs = {}
+    for kernel in ("exact", "fast"):
+        s = world.scenario.to_dict()
+        s["training"] = {**s["training"], "kernel": kernel}
+        group = group_of(dataclasses.replace(world, scenario=config.from_dict(s)), range(5))
+        runs[kernel] = [group.train(r).clone() for r in (1, 2)]
+    for exact, fast in zip(runs["exact"], runs["fast"]):
+        assert torch.allclose(exact, fast, rtol=0, atol=1e-6)
+        assert exact.dtype == torch.float32
+    assert config.from_dict({}).training.kernel == "exact"

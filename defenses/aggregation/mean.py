@@ -66,6 +66,8 @@ class Mean(Defense):
     def aggregate_group(self, own, received, mask, ctxs=None):
         if self.needs_context:
             return super().aggregate_group(own, received, mask, ctxs)
+        if bool(mask.all()):  # every slot holds a message: no padding to mask out
+            return (own + received.sum(dim=1)) / (1.0 + received.shape[1])
         keep = mask[:, :, None, None]
         # where(), not a product with the mask: padding may hold anything, NaN included.
         total = own + torch.where(keep, received, torch.zeros((), dtype=received.dtype)).sum(dim=1)

@@ -25,7 +25,7 @@ from fedsim.models.heads import head_logits, log_partition, with_bias_column
 _CHUNK_BYTES = 256 * 2**20
 _EVAL_CHUNK_BYTES = 128 * 2**20
 # Batch features of one training chunk (small enough to stay in cache over the steps).
-_TRAIN_CHUNK_BYTES = 8 * 2**20
+_TRAIN_CHUNK_BYTES = 16 * 2**20
 
 
 def batch_positions(world: World, peer_ids: np.ndarray, round_: int,
@@ -220,8 +220,9 @@ class PeerGroup:
         counts = w.peers.train_count()[torch.as_tensor(self.ids[sel])]
         active = None if bool((counts > 0).all()) else (counts > 0).to(heads)[:, None, None]
         logit_scale = None if self.logit_scale is None else self.logit_scale[sel]
+        class_major = t.kernel == "fast"
         for step in range(S):
-            logits, grad = self.head_fn.grad(heads, x[step], labels[step], logit_scale, t.z_loss)
+            logits, grad = self.head_fn.grad(heads, x[step], labels[step], logit_scale, t.z_loss, class_major)
             if t.migu_quantile:
                 grad *= F.migu_mask(logits, t.migu_quantile).unsqueeze(-1)
             if t.weight_decay:

@@ -66,8 +66,9 @@ class Head:
         """Per-sample loss ``[..., m]`` (differentiable with autograd)."""
         raise NotImplementedError
 
-    def logit_grad(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        """d(per-sample loss)/d(logits), ``[..., m, C]``, in closed form."""
+    def logit_grad(self, logits: torch.Tensor, labels: torch.Tensor, class_dim: int = -1) -> torch.Tensor:
+        """d(per-sample loss)/d(logits) in closed form, the shape of ``logits``: ``[..., m,
+        C]``, or ``[..., C, m]`` with ``class_dim=-2``."""
         raise NotImplementedError
 
     def predict(self, logits: torch.Tensor) -> torch.Tensor:
@@ -100,23 +101,35 @@ class Head:
         return (loss, grad) if penalty is None else (loss + penalty[0], grad)
 
     def grad(self, head: torch.Tensor, inputs: torch.Tensor, labels: torch.Tensor,
-             logit_scale: torch.Tensor | None = None,
-             z_loss: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
+             logit_scale: torch.Tensor | None = None, z_loss: float = 0.0,
+             class_major: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
         """The gradient of :meth:`loss_and_grad` without the loss: ``inputs [..., B, D+1]``
         are the features with their column of ones (``with_bias_column``), so a caller
         that trains many steps on one buffer appends it once. Returns
-        ``(logits [..., B, C], grad [..., C, D+1])``, the logits as the loss sees them."""
-        logits = inputs @ head.transpose(-1, -2)
+        ``(logits [..., B, C], grad [..., C, D+1])``, the logits as the loss sees them.
+
+        ``class_major`` (``training.kernel: fast``) computes the logits as ``head @
+        inputs^T [..., C, B]``: the matmul with C = 10 output columns is the slow shape
+        for MKL's batched kernels, and the softmax then runs over a middle axis with the
+        batch contiguous, which PyTorch vectorises (over a last axis of 10 it does not);
+        the gradient is ``dz @ inputs`` without a transpose. It takes about 0.6 of the
+        default step's time (``benchmarks/train_speed.py``) and agrees with it to float32
+        rounding, not bit for bit: the kernels accumulate in another order. The default,
+        sample-major ``inputs @ head^T``, keeps the numbers of earlier releases."""
+        class_dim = -2 if class_major else -1   # the class axis of the logits
+        scale_dim = -1 if class_major else -2   # where logit_scale [..., C] broadcasts
+        logits = head @ inputs.transpose(-1, -2) if class_major else inputs @ head.transpose(-1, -2)
         if logit_scale is not None:
-            logits = logits * logit_scale.unsqueeze(-2)
-        dz = self.logit_grad(logits, labels)
+            logits = logits * logit_scale.unsqueeze(scale_dim)
+        dz = self.logit_grad(logits, labels, class_dim)
         if z_loss:
-            dz = dz + z_loss_logit_grad(logits, z_loss)
+            dz = dz + z_loss_logit_grad(logits, z_loss, class_dim)
         dz = dz / labels.shape[-1]
         if logit_scale is not None:
-            dz = dz * logit_scale.unsqueeze(-2)
-        grad = dz.transpose(-1, -2) @ inputs
+            dz = dz * logit_scale.unsqueeze(scale_dim)
+        grad = dz @ inputs if class_major else dz.transpose(-1, -2) @ inputs
         penalty = self.penalty(head, labels.shape[-1])
+        logits = logits.transpose(-1, -2) if class_major else logits
         return logits, grad if penalty is None else grad + penalty[1]
 
 
@@ -125,17 +138,20 @@ def log_partition(logits: torch.Tensor) -> torch.Tensor:
     return torch.logsumexp(logits, dim=-1)
 
 
-def z_loss_logit_grad(logits: torch.Tensor, z_loss: float) -> torch.Tensor:
-    """d/dz of ``z_loss * (log Z)^2`` (Wortsman et al. 2023): ``2 z_loss log Z softmax(z)``."""
-    log_z = log_partition(logits).unsqueeze(-1)
+def z_loss_logit_grad(logits: torch.Tensor, z_loss: float, class_dim: int = -1) -> torch.Tensor:
+    """d/dz of ``z_loss * (log Z)^2`` (Wortsman et al. 2023): ``2 z_loss log Z softmax(z)``,
+    the classes along ``class_dim`` of ``logits``."""
+    log_z = torch.logsumexp(logits, dim=class_dim, keepdim=True)
     return (2.0 * z_loss) * log_z * torch.exp(logits - log_z)
 
 
-def _label_indicator_added(values: torch.Tensor, labels: torch.Tensor, amount: float) -> torch.Tensor:
-    """``values + amount * onehot(labels)`` without building the one-hot matrix (out of
-    place, so autograd can differentiate through it)."""
-    index = labels.unsqueeze(-1)
-    return values.scatter_add(-1, index, values.new_full((), amount).expand(index.shape))
+def _label_indicator_added(values: torch.Tensor, labels: torch.Tensor, amount: float,
+                           class_dim: int = -1) -> torch.Tensor:
+    """``values + amount * onehot(labels)`` without building the one-hot matrix, the
+    classes along ``class_dim`` of ``values`` (out of place, so autograd can
+    differentiate through it)."""
+    index = labels.unsqueeze(class_dim)
+    return values.scatter_add(class_dim, index, values.new_full((), amount).expand(index.shape))
 
 
 @register("heads", "linear")
@@ -148,8 +164,8 @@ class SoftmaxHead(Head):
     def loss(self, logits, labels):
         return -torch.log_softmax(logits, dim=-1).gather(-1, labels.unsqueeze(-1)).squeeze(-1)
 
-    def logit_grad(self, logits, labels):
-        return _label_indicator_added(torch.softmax(logits, dim=-1), labels, -1.0)
+    def logit_grad(self, logits, labels, class_dim=-1):
+        return _label_indicator_added(torch.softmax(logits, dim=class_dim), labels, -1.0, class_dim)
 
 
 @register("heads", "l2svm")
@@ -181,15 +197,15 @@ class L2SVMHead(Head):
         self.C = float(C)
 
     @staticmethod
-    def _targets(logits, labels):
-        return _label_indicator_added(torch.full_like(logits, -1.0), labels, 2.0)
+    def _targets(logits, labels, class_dim=-1):
+        return _label_indicator_added(torch.full_like(logits, -1.0), labels, 2.0, class_dim)
 
     def loss(self, logits, labels):
         t = self._targets(logits, labels)
         return self.C * torch.clamp(1.0 - t * logits, min=0.0).pow(2).sum(dim=-1)
 
-    def logit_grad(self, logits, labels):
-        t = self._targets(logits, labels)
+    def logit_grad(self, logits, labels, class_dim=-1):
+        t = self._targets(logits, labels, class_dim)
         return -2.0 * self.C * t * torch.clamp(1.0 - t * logits, min=0.0)
 
     def penalty(self, head, batch_size):
