@@ -22,7 +22,8 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-STUDIES = ("bristle_paper", "bristle_ablation", "bristle_twenty", "bristle_disjoint", "bristle_settings")
+STUDIES = ("bristle_paper", "bristle_ablation", "bristle_twenty", "bristle_disjoint", "bristle_settings",
+           "bristle_half")
 ROBUST = ("median", "krum", "bridge", "mozi")   # the paper's Byzantine-resilient baselines
 
 
@@ -345,6 +346,11 @@ def extra_sections(results: dict[str, list[dict]]) -> list[str]:
         r90, _ = grid(results[name], "defense", "adversary.count", "rounds_to_accuracy", scale=1, digits=0)
         lines += [f"## {title}", "", f"`scenarios/studies/{name}.yaml`. Accuracy (%):", "", table, "",
                   "Rounds to 90 %:", "", r90, ""]
+    half, _ = grid(results["bristle_half"], "defense", "adversary", "final_accuracy_mean")
+    lines += ["## 10 peers, 5 of them attackers", "",
+              "`scenarios/studies/bristle_half.yaml`: the paper's 10/5 setting, each of its attacks run by 5 "
+              "of the 10 peers (Krum and BRIDGE tolerate fewer Byzantine neighbours). Accuracy (%):", "",
+              half, ""]
     return lines + settings_section(results["bristle_settings"]) + swap_recall_section(results["bristle_paper"])
 
 
