@@ -422,11 +422,20 @@ def dumbbell_900_reading(rows: list[dict], long_rows: list[dict]) -> str:
     gaps = ", ".join(f"{DUMBBELL_NAMES[n].split(' (')[0]} {long[n] - gossip:+.1f} (paper "
                      f"{DUMBBELL_PAPER[n] - DUMBBELL_PAPER['mean']:+.1f})" for n in DUMBBELL_PAPER if n != "mean")
     spread = max(long.values()) - min(long.values())
-    crossed = gossip > 55.0
+    crossed = [DUMBBELL_NAMES[n].split(" (")[0] for n in DUMBBELL_PAPER if long[n] > 50.0]
+    blocked = [DUMBBELL_NAMES[n].split(" (")[0] for n in DUMBBELL_PAPER if long[n] <= 50.0]
     return f"""**900 rounds** (`scenarios/studies/clippedgossip_dumbbell_900.yaml`, the paper's number of
 gossip steps, still without momentum): gossip goes from {short['mean']:.1f} % at 100 rounds to
 {gossip:.1f} % at 900; the five rules now span {spread:.1f} points. Each rule against gossip,
-points (paper's gap in brackets): {gaps}. {"The knowledge of the other clique's classes has crossed the bridge: accuracy is above the 50 % that one clique's classes allow." if crossed else "Accuracy is still near the 50 % that one clique's classes allow: without momentum 900 one-step rounds do not carry the other clique's classes across the single bridge, so the paper's gap, which needs that crossing, stays out of reach here."}"""
+points (paper's gap in brackets): {gaps}. Above the 50 % that one clique's classes allow,
+i.e. with knowledge of the other clique's classes carried over the bridge:
+{", ".join(crossed) if crossed else "none"}; at or below it: {", ".join(blocked) if blocked else "none"}.
+The paper's finding, that the robust rules cost accuracy on this non-iid graph because
+they damp the one edge that carries the other clique's classes, reproduces in kind and
+larger (our gaps are bigger; our level lower, as after 100 rounds). Where we differ is
+SCClip, which the paper finds as good as gossip: with tau = 1 fixed and one plain SGD step
+of lr 0.5 between gossip steps, our bridge messages lie farther than tau more often than
+the paper's (lr 0.01 with momentum); that is the likely cause, not measured here."""
 
 
 def per_peer_f_reading(rows: list[dict], acceptance: list[dict]) -> str:
