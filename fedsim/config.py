@@ -114,8 +114,9 @@ class Training(_Strict):
                                  "the head rows whose L1-normalised output magnitude on the batch is at least "
                                  "this quantile of the peer's rows (0 = off)")
     kernel: Literal["exact", "fast"] = Field("exact", description="local training's step: exact (the numbers of "
-                                             "earlier releases, bit for bit) or fast (class-major logits, about 0.6 "
-                                             "of the time; the same numbers to float32 rounding)")
+                                             "earlier releases, bit for bit) or fast (class-major logits and a fused "
+                                             "SGD step, about 0.65 of the training time; the same numbers to "
+                                             "float32 rounding)")
 
 
 class Topology(_Strict):

@@ -93,3 +93,35 @@ def test_fast_kernel_trains_like_the_exact_one_to_float32_rounding():
         assert torch.allclose(exact, fast, rtol=0, atol=1e-6)
         assert exact.dtype == torch.float32
     assert config.from_dict({}).training.kernel == "exact"
+
+
+@pytest.mark.parametrize("head_fn", [SoftmaxHead(), L2SVMHead(C=0.7)])
+@pytest.mark.parametrize("extras", [{}, {"z_loss": 0.05, "logit_scale": True}])
+def test_fused_sgd_step_is_the_gradient_step(head_fn, extras):
+    """``Head.sgd_step_`` (the fast kernel's plain SGD step, one fused baddbmm) moves the
+    heads to ``heads - lr * grad`` with ``grad`` from :meth:`Head.grad` (float64, to
+    1e-12), the l2svm penalty taken at the pre-step heads."""
+    g = torch.Generator().manual_seed(7)
+    heads = torch.randn(3, 4, 6, dtype=torch.float64, generator=g)
+    inputs = torch.cat([torch.randn(3, 8, 5, dtype=torch.float64, generator=g),
+                        torch.ones(3, 8, 1, dtype=torch.float64)], dim=-1)
+    labels = torch.randint(0, 4, (3, 8), generator=g)
+    scale = torch.tensor([[1.0, 0.5, 1.0, 0.0]] * 3, dtype=torch.float64) if extras.get("logit_scale") else None
+    z_loss = extras.get("z_loss", 0.0)
+    expected = heads - 0.3 * head_fn.grad(heads, inputs, labels, scale, z_loss)[1]
+    stepped = heads.clone()
+    head_fn.sgd_step_(stepped, inputs, labels, 0.3, scale, z_loss)
+    assert torch.allclose(stepped, expected, rtol=0, atol=1e-12)
+    assert not torch.equal(stepped, heads)
+
+
+def test_label_indicator_stays_out_of_place_under_autograd():
+    """The inversion attacks differentiate through ``logit_grad``: with autograd tracking
+    the logits the indicator is added out of place, and the gradient flows."""
+    logits = torch.randn(5, 3, dtype=torch.float64, requires_grad=True)
+    labels = torch.tensor([0, 2, 1, 1, 0])
+    dz = SoftmaxHead().logit_grad(logits, labels)
+    dz.pow(2).sum().backward()
+    assert logits.grad is not None and torch.isfinite(logits.grad).all()
+    assert torch.allclose(dz.detach(), torch.softmax(logits.detach(), -1)
+                          - torch.nn.functional.one_hot(labels, 3).double())

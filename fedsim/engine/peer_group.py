@@ -221,7 +221,12 @@ class PeerGroup:
         active = None if bool((counts > 0).all()) else (counts > 0).to(heads)[:, None, None]
         logit_scale = None if self.logit_scale is None else self.logit_scale[sel]
         class_major = t.kernel == "fast"
+        # The fast kernel's plain SGD step is one fused heads -= lr/B dz @ x (Head.sgd_step_).
+        fused = class_major and t.optimizer == "sgd" and not (t.migu_quantile or t.weight_decay or active is not None)
         for step in range(S):
+            if fused:
+                self.head_fn.sgd_step_(heads, x[step], labels[step], t.lr, logit_scale, t.z_loss)
+                continue
             logits, grad = self.head_fn.grad(heads, x[step], labels[step], logit_scale, t.z_loss, class_major)
             if t.migu_quantile:
                 grad *= F.migu_mask(logits, t.migu_quantile).unsqueeze(-1)

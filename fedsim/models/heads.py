@@ -132,6 +132,27 @@ class Head:
         logits = logits.transpose(-1, -2) if class_major else logits
         return logits, grad if penalty is None else grad + penalty[1]
 
+    def sgd_step_(self, heads: torch.Tensor, inputs: torch.Tensor, labels: torch.Tensor, lr: float,
+                  logit_scale: torch.Tensor | None = None, z_loss: float = 0.0) -> None:
+        """One plain SGD step on stacked ``heads [n, C, D+1]`` in place, the fast kernel's
+        (``training.kernel: fast``): class-major logits as :meth:`grad`, then
+        ``heads -= (lr / B) dz @ inputs`` in one fused ``baddbmm_`` (no gradient tensor,
+        no separate scaling passes), then ``lr`` times the head's :meth:`penalty` gradient
+        at the pre-step heads. The same step as ``heads -= lr * grad(...)`` to float32
+        rounding."""
+        logits = torch.bmm(heads, inputs.transpose(-1, -2))
+        if logit_scale is not None:
+            logits = logits * logit_scale.unsqueeze(-1)
+        dz = self.logit_grad(logits, labels, class_dim=-2)
+        if z_loss:
+            dz = dz + z_loss_logit_grad(logits, z_loss, class_dim=-2)
+        if logit_scale is not None:
+            dz = dz * logit_scale.unsqueeze(-1)
+        penalty = self.penalty(heads, labels.shape[-1])
+        heads.baddbmm_(dz, inputs, alpha=-lr / labels.shape[-1])
+        if penalty is not None:
+            heads.sub_(penalty[1], alpha=lr)
+
 
 def log_partition(logits: torch.Tensor) -> torch.Tensor:
     """``log Z = log sum_c exp(z_c)`` of each row of ``logits [..., C]`` -> ``[...]``."""
@@ -148,10 +169,14 @@ def z_loss_logit_grad(logits: torch.Tensor, z_loss: float, class_dim: int = -1) 
 def _label_indicator_added(values: torch.Tensor, labels: torch.Tensor, amount: float,
                            class_dim: int = -1) -> torch.Tensor:
     """``values + amount * onehot(labels)`` without building the one-hot matrix, the
-    classes along ``class_dim`` of ``values`` (out of place, so autograd can
-    differentiate through it)."""
+    classes along ``class_dim`` of ``values``. ``values`` is a fresh tensor of the
+    caller's: it is updated in place (no copy on the training path) unless autograd
+    tracks it, then out of place so autograd can differentiate through it."""
     index = labels.unsqueeze(class_dim)
-    return values.scatter_add(class_dim, index, values.new_full((), amount).expand(index.shape))
+    amounts = values.new_full((), amount).expand(index.shape)
+    if values.requires_grad:
+        return values.scatter_add(class_dim, index, amounts)
+    return values.scatter_add_(class_dim, index, amounts)
 
 
 @register("heads", "linear")
