@@ -1,4 +1,5 @@
 """Bristle (Verbraeken et al. 2021): each step on numbers small enough to check by hand."""
+import dataclasses
 import math
 
 import pytest
@@ -389,3 +390,38 @@ def test_uniform_draw_takes_beta_heads_whatever_their_distance():
     assert left_out == set(range(11))
     # Fewer than beta heads: all of them, in order.
     assert prioritize(OWN_ZERO, line_heads(range(1, 10)), 0.4, 10, None, "uniform").tolist() == list(range(9))
+
+
+@pytest.mark.parametrize("args", [{}, {"phi": "claimed"}, {"center": False, "beta": 4}])
+def test_group_form_equals_each_peer_alone_bit_for_bit(args):
+    """``aggregate_group`` evaluates each peer on its own test set and scores, integrates
+    and centres groups of peers of the same shapes together: every peer's head equals
+    ``aggregate`` on that peer alone, bit for bit, with peers of different numbers of
+    messages (padding), familiar classes and test sets, a non-finite head, a peer with
+    no message, and draws of the prioritizer (beta 4 below 6 messages)."""
+    g = torch.Generator().manual_seed(11)
+    n, k, C, D = 7, 6, 5, 3
+    own = torch.randn(n, C, D + 1, generator=g)
+    received = own.unsqueeze(1) + 0.3 * torch.randn(n, k, C, D + 1, generator=g)
+    received[2, 1, 0, 0] = float("nan")
+    mask = torch.ones(n, k, dtype=torch.bool)
+    mask[1, 4:] = False                       # 4 messages
+    mask[3, 5] = False                        # 5 messages
+    mask[5] = False                           # nothing arrived
+    ctxs = []
+    for i in range(n):
+        classes = torch.tensor([0, 1, 2] if i % 2 else [1, 3])
+        m = 2 + i % 3                          # test samples per class
+        labels = classes.repeat_interleave(m)
+        features = torch.randn(len(labels), D, generator=g)
+        ctxs.append(PeerContext(peer_id=i, round=3, test_features=features, test_labels=labels,
+                                classes=classes, n_classes=C, rng=torch.Generator().manual_seed(100 + i),
+                                claimed_num_classes=torch.randint(0, 4, (int(mask[i].sum()),), generator=g)))
+    rule = get_defense("bristle", **args)
+    together = rule.aggregate_group(own, received, mask, ctxs)
+    for i in range(n):
+        ctxs[i] = dataclasses.replace(ctxs[i], rng=torch.Generator().manual_seed(100 + i))  # a fresh draw
+        alone = rule.aggregate(own[i], received[i][mask[i]], ctxs[i])
+        assert torch.equal(together[i], alone), i
+    assert torch.equal(together[5], own[5])
+

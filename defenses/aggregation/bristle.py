@@ -22,7 +22,7 @@ number of familiar classes):
 from __future__ import annotations
 
 import math
-from typing import Optional
+from typing import NamedTuple, Optional
 
 import torch
 
@@ -117,10 +117,13 @@ def f1_per_class(predictions: torch.Tensor, labels: torch.Tensor,
     ``predictions [..., m]`` (predicted class ids), ``labels [m]``, ``classes [q]``
     -> float64 ``[..., q]`` with ``F1_c = 2 TP_c / (2 TP_c + FP_c + FN_c)
     = 2 TP_c / (#predicted c + #labelled c)``, and 0 where that is 0/0 (the DL4J
-    ``Evaluation.f1`` default of the reference implementation).
+    ``Evaluation.f1`` default of the reference implementation). A group of peers at
+    once: ``predictions [g, n, m]``, ``labels [g, m]``, ``classes [g, q]`` -> ``[g, n, q]``.
     """
-    predicted = predictions.unsqueeze(-1) == classes                  # [..., m, q]
-    actual = (labels.unsqueeze(-1) == classes)                        # [m, q]
+    grouped = classes.dim() > 1
+    predicted = predictions.unsqueeze(-1) == (classes[..., None, None, :] if grouped else classes)  # [..., m, q]
+    actual = labels.unsqueeze(-1) == (classes[..., None, :] if grouped else classes)   # [(g,) m, q]
+    actual = actual.unsqueeze(-3) if grouped else actual
     true_positives = (predicted & actual).sum(dim=-2).double()
     denominator = predicted.sum(dim=-2).double() + actual.sum(dim=-2).double()
     safe = torch.where(denominator > 0, denominator, torch.ones_like(denominator))
@@ -134,17 +137,18 @@ def select_classes(f1: torch.Tensor, phi: Optional[torch.Tensor] = None) -> torc
     overlap of class sets, a stated class count or a constant; see :class:`Bristle`).
     All ``q`` familiar classes when ``phi`` is None, ``phi_j = -1`` (not known) or
     ``phi_j >= q``; otherwise the ``max(phi_j, 0)`` classes with the highest F1 (ties: the
-    lower class id first, the reference's stable ``sortedByDescending``).
+    lower class id first, the reference's stable ``sortedByDescending``). Leading group
+    dimensions (``f1 [..., k, q]``, ``phi [..., k]``) are kept.
     """
-    k, q = f1.shape
+    q = f1.shape[-1]
     if phi is None:
-        return torch.ones(k, q, dtype=torch.bool)
-    phi = torch.as_tensor(phi, dtype=torch.long).reshape(k)
+        return torch.ones(f1.shape, dtype=torch.bool)
+    phi = torch.as_tensor(phi, dtype=torch.long).reshape(f1.shape[:-1])
     phi = torch.where((phi == -1) | (phi >= q), torch.full_like(phi, q), phi.clamp(min=0))
-    rank_of_position = torch.arange(q).expand(k, q)
-    order = torch.sort(f1, dim=1, descending=True, stable=True).indices
-    selected = torch.zeros(k, q, dtype=torch.bool)
-    selected.scatter_(1, order, rank_of_position < phi.unsqueeze(1))
+    rank_of_position = torch.arange(q).expand(f1.shape)
+    order = torch.sort(f1, dim=-1, descending=True, stable=True).indices
+    selected = torch.zeros(f1.shape, dtype=torch.bool)
+    selected.scatter_(-1, order, rank_of_position < phi.unsqueeze(-1))
     return selected
 
 
@@ -152,13 +156,14 @@ def certainty(f1: torch.Tensor, selected: torch.Tensor) -> torch.Tensor:
     """``cert_j = max(0, mean - std)`` of sender ``j``'s F1 over ``S_j`` -> ``[k]``.
 
     Population standard deviation (divide by ``|S_j|``), as the reference. An empty
-    ``S_j`` (a sender claiming 0 classes) has certainty 0.
+    ``S_j`` (a sender claiming 0 classes) has certainty 0. Leading group dimensions are
+    kept (``[..., k, q] -> [..., k]``).
     """
     mask = selected.double()
-    size = mask.sum(dim=1)
+    size = mask.sum(dim=-1)
     safe_size = size.clamp(min=1.0)
-    mean = (f1 * mask).sum(dim=1) / safe_size
-    variance = (((f1 - mean.unsqueeze(1)) ** 2) * mask).sum(dim=1) / safe_size
+    mean = (f1 * mask).sum(dim=-1) / safe_size
+    variance = (((f1 - mean.unsqueeze(-1)) ** 2) * mask).sum(dim=-1) / safe_size
     cert = (mean - variance.sqrt()).clamp(min=0.0)
     return torch.where(size > 0, cert, torch.zeros_like(cert))
 
@@ -170,9 +175,10 @@ def class_scores(f1_senders: torch.Tensor, f1_own: torch.Tensor,
     With ``d = theta |F1_j,c - F1_own,c|``:
     ``score = d^(3 + F1_own,c)`` if ``F1_j,c > F1_own,c``, else ``-d^(4 + F1_own,c)``.
     Better than the own head is rewarded, worse is punished harder (one more power),
-    and both grow faster the better the own head already is on ``c``.
+    and both grow faster the better the own head already is on ``c``. Leading group
+    dimensions are kept (``f1_senders [..., k, q]``, ``f1_own [..., q]``).
     """
-    f1_own = f1_own.unsqueeze(0)
+    f1_own = f1_own.unsqueeze(-2)
     d = theta * (f1_senders - f1_own).abs()
     better = f1_senders > f1_own
     return torch.where(better, d.pow(3.0 + f1_own), -d.pow(4.0 + f1_own))
@@ -194,7 +200,7 @@ def familiar_weights(scores: torch.Tensor, selected: torch.Tensor, cert: torch.T
                      score_scale: float = 100.0, score_floor: float = -100.0) -> torch.Tensor:
     """``w_j,c = max(0, 10 sigmoid(max(-100, score_j,c) / 100) - 4) cert_j`` for ``c`` in
     ``S_j``, 0 for the familiar classes outside ``S_j`` -> ``[k, q]``."""
-    weights = score_to_weight(scores.clamp(min=score_floor), cert.unsqueeze(1),
+    weights = score_to_weight(scores.clamp(min=score_floor), cert.unsqueeze(-1),
                               weight_scale, weight_shift, score_scale)
     return torch.where(selected, weights, torch.zeros_like(weights))
 
@@ -204,7 +210,7 @@ def foreign_weights(scores: torch.Tensor, selected: torch.Tensor, cert: torch.Te
                     score_scale: float = 100.0) -> torch.Tensor:
     """``W_j = max(0, 10 sigmoid(sum_{c in S_j} score_j,c / 100) - 4) cert_j`` -> ``[k]``,
     over the unclipped scores (one class far worse than the own head can veto a sender)."""
-    total = torch.where(selected, scores, torch.zeros_like(scores)).sum(dim=1)
+    total = torch.where(selected, scores, torch.zeros_like(scores)).sum(dim=-1)
     return score_to_weight(total, cert, weight_scale, weight_shift, score_scale)
 
 
@@ -220,16 +226,17 @@ def integrate(own: torch.Tensor, heads: torch.Tensor, familiar: torch.Tensor,
 
     Computed as ``own_c + sum_j w_j,c (head_j,c - own_c) / (1 + sum_j w_j,c)`` (the same
     number), so that a received copy of ``own`` changes nothing bit for bit. Heads with
-    weight 0 do not enter the sum at all (no ``0 * NaN``).
+    weight 0 do not enter the sum at all (no ``0 * NaN``). Leading group dimensions are
+    kept (``own [..., C, P]``, ``heads [..., k, C, P]``, ``familiar [..., q]``, ...).
     """
-    n_classes = own.shape[0]
-    weights = foreign_weight.unsqueeze(1).expand(-1, n_classes).clone()   # [k, C]
-    weights[:, familiar] = familiar_weight.to(weights.dtype)
+    n_classes = own.shape[-2]
+    weights = foreign_weight.unsqueeze(-1).expand(*foreign_weight.shape, n_classes).clone()   # [..., k, C]
+    weights.scatter_(-1, familiar.unsqueeze(-2).expand(familiar_weight.shape), familiar_weight.to(weights.dtype))
     weights = weights.to(own.dtype)
     contributes = (weights > 0).unsqueeze(-1)
-    deltas = torch.where(contributes, heads - own, torch.zeros_like(heads))
-    total = 1.0 + weights.sum(dim=0)                                       # [C]
-    return own + (weights.unsqueeze(-1) * deltas).sum(dim=0) / total.unsqueeze(-1)
+    deltas = torch.where(contributes, heads - own.unsqueeze(-3), torch.zeros_like(heads))
+    total = 1.0 + weights.sum(dim=-2)                                      # [..., C]
+    return own + (weights.unsqueeze(-1) * deltas).sum(dim=-3) / total.unsqueeze(-1)
 
 
 def center_weights(head: torch.Tensor) -> torch.Tensor:
@@ -241,8 +248,8 @@ def center_weights(head: torch.Tensor) -> torch.Tensor:
     layer has no bias (Runner.kt, ``OutputLayer ... .hasBias(false)``), so there is no
     bias to centre; here the bias is left as it is.
     """
-    weights = head[:, :-1]
-    return torch.cat([weights - weights.mean(dim=1, keepdim=True), head[:, -1:]], dim=1)
+    weights = head[..., :-1]
+    return torch.cat([weights - weights.mean(dim=-1, keepdim=True), head[..., -1:]], dim=-1)
 
 
 def local_test_subset(features: torch.Tensor, labels: torch.Tensor,
@@ -257,6 +264,22 @@ def local_test_subset(features: torch.Tensor, labels: torch.Tensor,
 
 
 # -------------------------------------------------------------------------------- defense
+
+
+class _Plan(NamedTuple):
+    """What :meth:`Bristle._prepare` computes for one peer (see there)."""
+    own: torch.Tensor
+    heads: torch.Tensor
+    usable: torch.Tensor
+    labels: torch.Tensor
+    familiar: torch.Tensor
+    phi: Optional[torch.Tensor]
+    predictions: torch.Tensor
+
+
+def _check_context(ctx: Optional[PeerContext]) -> None:
+    if ctx is None or ctx.test_features is None or ctx.test_labels is None:
+        raise ValueError("bristle needs the peer's local test set (ctx.test_features, ctx.test_labels)")
 
 
 @register("defenses", "bristle")
@@ -411,27 +434,59 @@ class Bristle(Defense):
 
     def aggregate(self, own: torch.Tensor, received: torch.Tensor,
                   ctx: Optional[PeerContext] = None) -> torch.Tensor:
-        if ctx is None or ctx.test_features is None or ctx.test_labels is None:
-            raise ValueError("bristle needs the peer's local test set (ctx.test_features, "
-                             "ctx.test_labels)")
+        _check_context(ctx)
         if received.shape[0] == 0:
             return own.clone()
+        return self._merge([self._prepare(own, received, ctx)])[0]
+
+    def aggregate_group(self, own: torch.Tensor, received: torch.Tensor, mask: torch.Tensor,
+                        ctxs=None) -> torch.Tensor:
+        """Batched form. Each peer's prioritizer draws with its own generator and each
+        peer's candidates are evaluated on its own test set (one matmul per peer, as
+        :meth:`aggregate`); the F1 scores, weights, integration and centring then run once
+        for every group of peers with the same shapes (candidates, test samples, familiar
+        classes). Every peer's merged head is :meth:`aggregate`'s bit for bit
+        (``tests/test_bristle.py``)."""
+        out = torch.empty_like(own)
+        groups: dict = {}
+        for i in range(own.shape[0]):
+            ctx = ctxs[i] if ctxs is not None else None
+            _check_context(ctx)
+            got = received[i][mask[i]]
+            if got.shape[0] == 0:
+                out[i] = own[i]
+                continue
+            plan = self._prepare(own[i], got, ctx)
+            key = (plan.heads.shape[0], plan.labels.shape[0], plan.familiar.shape[0], plan.phi is None)
+            groups.setdefault(key, []).append((i, plan))
+        for members in groups.values():
+            out[torch.tensor([i for i, _ in members])] = self._merge([plan for _, plan in members])
+        return out
+
+    def _prepare(self, own: torch.Tensor, received: torch.Tensor, ctx: PeerContext) -> "_Plan":
+        """One peer's part: the prioritizer's draw, the chosen heads (non-finite ones
+        replaced by ``own``, their weight zeroed later), the local test set, the familiar
+        classes, each chosen sender's ``phi``, and the argmax predictions of ``own`` and
+        every chosen head on the test set ``[k+1, m]``."""
         chosen = prioritize(own, received, self.alpha, self.beta, ctx.rng, self.draw)
         heads = received[chosen]
         usable = F.finite_rows(heads)
-        # Non-finite heads are evaluated as copies of own; their weights are zeroed below.
         heads = torch.where(usable[:, None, None], heads, own.expand_as(heads))
-
         features, labels = local_test_subset(ctx.test_features, ctx.test_labels, self.test_size)
         familiar = (torch.as_tensor(ctx.classes, dtype=torch.long).flatten()
                     if ctx.classes is not None else torch.unique(labels))
         candidates = torch.cat([own.unsqueeze(0), heads])                   # [k+1, C, P]
-        logits = head_logits(candidates, features.to(candidates.dtype))     # [k+1, m, C]
-        f1 = f1_per_class(logits.argmax(dim=-1), labels, familiar)          # [k+1, q]
-        f1_own, f1_senders = f1[0], f1[1:]
-
+        predictions = head_logits(candidates, features.to(candidates.dtype)).argmax(dim=-1)   # [k+1, m]
         phi = self.sender_phi(ctx, received.shape[0])
-        selected = select_classes(f1_senders, None if phi is None else phi[chosen])
+        return _Plan(own, heads, usable, labels, familiar, None if phi is None else phi[chosen], predictions)
+
+    def _merge(self, plans: list) -> torch.Tensor:
+        """The merged heads ``[g, C, P]`` of ``g`` prepared peers of the same shapes."""
+        stack = lambda name: torch.stack([getattr(plan, name) for plan in plans])
+        own, heads, usable, familiar = stack("own"), stack("heads"), stack("usable"), stack("familiar")
+        f1 = f1_per_class(stack("predictions"), stack("labels"), familiar)   # [g, k+1, q]
+        f1_own, f1_senders = f1[:, 0], f1[:, 1:]
+        selected = select_classes(f1_senders, None if plans[0].phi is None else stack("phi"))
         cert = certainty(f1_senders, selected)
         cert = torch.where(usable, cert, torch.zeros_like(cert))
         scores = class_scores(f1_senders, f1_own, self.theta)
