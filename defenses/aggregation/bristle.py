@@ -17,7 +17,9 @@ number of familiar classes):
    :func:`foreign_weights`: how much each sender counts, per class;
 5. :func:`integrate`: the per-class weighted average of the rows.
 
-:class:`Bristle` (registered as ``bristle``) runs them for one peer.
+:class:`Bristle` (registered as ``bristle``) runs them for one peer; its batched form runs
+steps 2-5 once for every group of peers of the same shapes (the functions take leading
+group dimensions), bit for bit the per-peer numbers.
 """
 from __future__ import annotations
 
