@@ -124,5 +124,8 @@ def test_peer_with_no_messages_keeps_its_head_in_batched_forms():
     # Peer 2 of the padded group received nothing: every batched rule returns its own head.
     own, received, mask = padded_group(1e4)
     for name in BATCHED:
-        merged = get_defense(name).aggregate_group(own, received, mask)
+        rule = get_defense(name)
+        ctxs = [tiny_context(list(range(int(m.sum()))), own[i]) for i, m in enumerate(mask)] \
+            if rule.needs_context else None
+        merged = rule.aggregate_group(own, received, mask, ctxs)
         torch.testing.assert_close(merged[2], own[2], msg=lambda m: f"{name}: {m}")

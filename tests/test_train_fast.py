@@ -50,19 +50,25 @@ def test_logit_gradients_equal_the_one_hot_formulas():
     assert torch.equal(L2SVMHead()._targets(logits, labels), t)
 
 
+def step_inputs(seed: int, extras: dict):
+    """Random float64 heads [3, 4, 6], inputs with their ones column [3, 8, 6], labels,
+    and the FedRS scale and z-loss weight that ``extras`` asks for."""
+    g = torch.Generator().manual_seed(seed)
+    heads = torch.randn(3, 4, 6, dtype=torch.float64, generator=g)
+    inputs = torch.cat([torch.randn(3, 8, 5, dtype=torch.float64, generator=g),
+                        torch.ones(3, 8, 1, dtype=torch.float64)], dim=-1)
+    labels = torch.randint(0, 4, (3, 8), generator=g)
+    scale = torch.tensor([[1.0, 0.5, 1.0, 0.0]] * 3, dtype=torch.float64) if extras.get("logit_scale") else None
+    return heads, inputs, labels, scale, extras.get("z_loss", 0.0)
+
+
 @pytest.mark.parametrize("head_fn", [SoftmaxHead(), L2SVMHead(C=0.7)])
 @pytest.mark.parametrize("extras", [{}, {"z_loss": 0.05}, {"logit_scale": True}])
 def test_class_major_gradient_equals_autograd(head_fn, extras):
     """``training.kernel: fast`` computes the logits class-major: its logits and gradient
     are the loss's (autograd on the per-sample loss, float64) for both heads, with FedRS's
     logit scale and the z-loss."""
-    g = torch.Generator().manual_seed(5)
-    heads = torch.randn(3, 4, 6, dtype=torch.float64, generator=g)
-    inputs = torch.cat([torch.randn(3, 8, 5, dtype=torch.float64, generator=g),
-                        torch.ones(3, 8, 1, dtype=torch.float64)], dim=-1)
-    labels = torch.randint(0, 4, (3, 8), generator=g)
-    scale = torch.tensor([[1.0, 0.5, 1.0, 0.0]] * 3, dtype=torch.float64) if extras.get("logit_scale") else None
-    z_loss = extras.get("z_loss", 0.0)
+    heads, inputs, labels, scale, z_loss = step_inputs(5, extras)
     logits, grad = head_fn.grad(heads, inputs, labels, scale, z_loss, class_major=True)
 
     leaf = heads.clone().requires_grad_(True)
@@ -101,13 +107,7 @@ def test_fused_sgd_step_is_the_gradient_step(head_fn, extras):
     """``Head.sgd_step_`` (the fast kernel's plain SGD step, one fused baddbmm) moves the
     heads to ``heads - lr * grad`` with ``grad`` from :meth:`Head.grad` (float64, to
     1e-12), the l2svm penalty taken at the pre-step heads."""
-    g = torch.Generator().manual_seed(7)
-    heads = torch.randn(3, 4, 6, dtype=torch.float64, generator=g)
-    inputs = torch.cat([torch.randn(3, 8, 5, dtype=torch.float64, generator=g),
-                        torch.ones(3, 8, 1, dtype=torch.float64)], dim=-1)
-    labels = torch.randint(0, 4, (3, 8), generator=g)
-    scale = torch.tensor([[1.0, 0.5, 1.0, 0.0]] * 3, dtype=torch.float64) if extras.get("logit_scale") else None
-    z_loss = extras.get("z_loss", 0.0)
+    heads, inputs, labels, scale, z_loss = step_inputs(7, extras)
     expected = heads - 0.3 * head_fn.grad(heads, inputs, labels, scale, z_loss)[1]
     stepped = heads.clone()
     head_fn.sgd_step_(stepped, inputs, labels, 0.3, scale, z_loss)

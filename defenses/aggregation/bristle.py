@@ -452,12 +452,12 @@ class Bristle(Defense):
         out = torch.empty_like(own)
         groups: dict = {}
         for i in range(own.shape[0]):
-            ctx = ctxs[i] if ctxs is not None else None
-            _check_context(ctx)
             got = received[i][mask[i]]
-            if got.shape[0] == 0:
+            if got.shape[0] == 0:  # nothing arrived: the own head, context or not
                 out[i] = own[i]
                 continue
+            ctx = ctxs[i] if ctxs is not None else None
+            _check_context(ctx)
             plan = self._prepare(own[i], got, ctx)
             key = (plan.heads.shape[0], plan.labels.shape[0], plan.familiar.shape[0], plan.phi is None)
             groups.setdefault(key, []).append((i, plan))
