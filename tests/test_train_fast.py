@@ -15,6 +15,9 @@ from tests.test_peer_group import group_of, make_world
     {"optimizer": "sgd"},
     {"optimizer": "adam", "weight_decay": 0.01, "batch_size": 5},
     {"optimizer": "sgd", "missing_class_scale": 0.5, "z_loss": 0.01, "migu_quantile": 0.3},
+    {"optimizer": "sgd", "kernel": "fast"},                                # the fused step
+    {"optimizer": "sgd", "kernel": "fast", "missing_class_scale": 0.5, "z_loss": 0.01},
+    {"optimizer": "adam", "kernel": "fast", "weight_decay": 0.01},        # class-major, not fused
 ])
 def test_chunks_of_one_peer_equal_one_chunk_of_all(monkeypatch, training):
     world = make_world()
