@@ -116,21 +116,30 @@ class Head:
         default step's time (``benchmarks/train_speed.py``) and agrees with it to float32
         rounding, not bit for bit: the kernels accumulate in another order. The default,
         sample-major ``inputs @ head^T``, keeps the numbers of earlier releases."""
-        class_dim = -2 if class_major else -1   # the class axis of the logits
-        scale_dim = -1 if class_major else -2   # where logit_scale [..., C] broadcasts
-        logits = head @ inputs.transpose(-1, -2) if class_major else inputs @ head.transpose(-1, -2)
-        if logit_scale is not None:
-            logits = logits * logit_scale.unsqueeze(scale_dim)
-        dz = self.logit_grad(logits, labels, class_dim)
-        if z_loss:
-            dz = dz + z_loss_logit_grad(logits, z_loss, class_dim)
+        logits, dz = self._logits_and_logit_grad(head, inputs, labels, logit_scale, z_loss, class_major)
         dz = dz / labels.shape[-1]
         if logit_scale is not None:
-            dz = dz * logit_scale.unsqueeze(scale_dim)
+            dz = dz * logit_scale.unsqueeze(-1 if class_major else -2)
         grad = dz @ inputs if class_major else dz.transpose(-1, -2) @ inputs
         penalty = self.penalty(head, labels.shape[-1])
         logits = logits.transpose(-1, -2) if class_major else logits
         return logits, grad if penalty is None else grad + penalty[1]
+
+    def _logits_and_logit_grad(self, head: torch.Tensor, inputs: torch.Tensor, labels: torch.Tensor,
+                               logit_scale: torch.Tensor | None, z_loss: float,
+                               class_major: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        """The logits as the loss sees them (scaled by ``logit_scale``) and the per-sample
+        loss's gradient w.r.t. them, z-loss included, neither divided by the batch size
+        nor multiplied by the scale yet: ``[..., B, C]``, or ``[..., C, B]`` class-major
+        (see :meth:`grad`)."""
+        class_dim = -2 if class_major else -1   # the class axis of the logits
+        logits = head @ inputs.transpose(-1, -2) if class_major else inputs @ head.transpose(-1, -2)
+        if logit_scale is not None:
+            logits = logits * logit_scale.unsqueeze(-1 if class_major else -2)
+        dz = self.logit_grad(logits, labels, class_dim)
+        if z_loss:
+            dz = dz + z_loss_logit_grad(logits, z_loss, class_dim)
+        return logits, dz
 
     def sgd_step_(self, heads: torch.Tensor, inputs: torch.Tensor, labels: torch.Tensor, lr: float,
                   logit_scale: torch.Tensor | None = None, z_loss: float = 0.0) -> None:
@@ -140,12 +149,7 @@ class Head:
         no separate scaling passes), then ``lr`` times the head's :meth:`penalty` gradient
         at the pre-step heads. The same step as ``heads -= lr * grad(...)`` to float32
         rounding."""
-        logits = torch.bmm(heads, inputs.transpose(-1, -2))
-        if logit_scale is not None:
-            logits = logits * logit_scale.unsqueeze(-1)
-        dz = self.logit_grad(logits, labels, class_dim=-2)
-        if z_loss:
-            dz = dz + z_loss_logit_grad(logits, z_loss, class_dim=-2)
+        _, dz = self._logits_and_logit_grad(heads, inputs, labels, logit_scale, z_loss, class_major=True)
         if logit_scale is not None:
             dz = dz * logit_scale.unsqueeze(-1)
         penalty = self.penalty(heads, labels.shape[-1])
